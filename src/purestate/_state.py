@@ -1,0 +1,165 @@
+"""Typed, immutable wrappers for the leaves of a state tree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import brainunit as u
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["State", "ParamState", "ShortTermState", "LongTermState", "RandomState"]
+
+_VALUE_KEY = (jax.tree_util.GetAttrKey("value"),)
+
+
+def _as_array_if_python_number(x: Any) -> Any:
+    # An explicit dtype makes the array strongly typed, so a later update with
+    # a computed array of the same dtype does not change the jit cache key.
+    if isinstance(x, float):
+        return jnp.asarray(x, dtype=float)
+    if isinstance(x, complex):
+        return jnp.asarray(x, dtype=complex)
+    return x
+
+
+def _normalise(value: Any) -> Any:
+    """Turn Python float/complex leaves (also a Quantity's mantissa) into arrays,
+    so that they are differentiated like any array."""
+    if isinstance(value, (jax.Array, np.ndarray)) or value is None:
+        return value  # the common case, kept cheap
+    if isinstance(value, (float, complex)):
+        return _as_array_if_python_number(value)
+    if isinstance(value, u.Quantity):
+        mantissa = value.mantissa
+        if isinstance(mantissa, (float, complex)):
+            return u.Quantity(_as_array_if_python_number(mantissa), unit=value.unit)
+        return value
+    return jax.tree.map(_as_array_if_python_number, value)
+
+
+def _flatten(state: State) -> tuple[tuple[Any], None]:
+    return (state.value,), None
+
+
+def _flatten_with_keys(state: State) -> tuple[tuple[tuple[Any, Any]], None]:
+    return ((_VALUE_KEY[0], state.value),), None
+
+
+def _register(cls: type[State]) -> None:
+    def unflatten(_: None, children: Any) -> State:
+        # Bypass __init__: children may be tracers, None or sentinels.
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "value", children[0])
+        return obj
+
+    jax.tree_util.register_pytree_with_keys(
+        cls, _flatten_with_keys, unflatten, flatten_func=_flatten
+    )
+
+
+class State:
+    """A frozen wrapper around one value of a model's state.
+
+    A `State` is a pytree node whose only child is `value`, so JAX transforms
+    see straight through it while the kind (the class) stays in the tree
+    structure. Subclass it (or one of the kinds) for your own kinds; selecting
+    by kind respects subclassing. Python floats are turned into arrays here so
+    that they can be differentiated.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import purestate as ps
+        >>> w = ps.ParamState(jnp.ones(3))
+        >>> w.value.shape
+        (3,)
+        >>> w2 = w.replace(jnp.zeros(3))
+        >>> type(w2).__name__, float(w2.value.sum())
+        ('ParamState', 0.0)
+    """
+
+    __slots__ = ("value",)
+    value: Any
+
+    def __init__(self, value: Any):
+        object.__setattr__(self, "value", _normalise(value))
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        # Unregistered subclasses would silently become pytree leaves.
+        _register(cls)
+
+    def replace(self, value: Any) -> State:
+        """A new state of the same kind holding `value`.
+
+        Example:
+            >>> import purestate as ps
+            >>> ps.ShortTermState(0.0).replace(1.0).value
+            Array(1., dtype=float32)
+        """
+        return type(self)(value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(
+            f"{type(self).__name__} is immutable: use `state.replace(new_value)` "
+            "or `ps.set(tree, path, new_value)` to get a new one."
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable.")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.value!r})"
+
+
+_register(State)
+
+
+class ParamState(State):
+    """A trainable parameter (weights, biases).
+
+    Example:
+        >>> import purestate as ps
+        >>> isinstance(ps.ParamState(1.0), ps.State)
+        True
+    """
+
+    __slots__ = ()
+
+
+class ShortTermState(State):
+    """Fast dynamics: membrane potentials, spikes, recurrent hidden states.
+
+    Example:
+        >>> import purestate as ps
+        >>> ps.ShortTermState(0.0).value.shape
+        ()
+    """
+
+    __slots__ = ()
+
+
+class LongTermState(State):
+    """Slow statistics: running means, counters, optimizer state.
+
+    Example:
+        >>> import purestate as ps
+        >>> ps.LongTermState(0).value
+        0
+    """
+
+    __slots__ = ()
+
+
+class RandomState(State):
+    """A JAX PRNG key: a typed key (`jax.random.key`) or a raw ``uint32[2]``.
+
+    Example:
+        >>> import jax
+        >>> import purestate as ps
+        >>> ps.RandomState(jax.random.key(0)).value.shape
+        ()
+    """
+
+    __slots__ = ()

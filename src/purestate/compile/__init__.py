@@ -1,0 +1,3 @@
+"""Compilation and control flow over stateful functions."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Immutable model descriptions whose state lives in explicit state trees."""
+
+__all__: list[str] = []

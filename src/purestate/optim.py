@@ -1,0 +1,3 @@
+"""ps.optim (see API.md)"""
+
+__all__: list[str] = []

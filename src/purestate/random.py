@@ -1,0 +1,3 @@
+"""ps.random (see API.md)"""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""ps.surrogate (see API.md)"""
+
+__all__: list[str] = []

@@ -1,0 +1,199 @@
+"""Hypothesis strategies for random state trees and selectors over them."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from typing import Any
+
+import brainunit as u
+import hypothesis.strategies as st
+import jax.numpy as jnp
+import numpy as np
+from hypothesis.extra import numpy as hnp
+
+from .._paths import Path
+from .._selectors import All, Not
+from .._selectors import Any as AnyOf
+from .._state import LongTermState, ParamState, ShortTermState, State
+from .._tree import flatten, unflatten
+
+__all__ = ["selectors", "state_trees", "subtrees"]
+
+DEFAULT_KINDS = (ParamState, ShortTermState, LongTermState)
+DEFAULT_UNITS = (u.mV, u.mA, u.ms, u.ohm)
+
+
+def _array(shape: tuple[int, ...], dtype: Any) -> st.SearchStrategy:
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        elements = st.floats(-3, 3, width=min(dtype.itemsize * 8, 64), allow_nan=False)
+    elif dtype.kind == "c":
+        elements = st.complex_numbers(max_magnitude=3, width=dtype.itemsize * 8)
+    elif dtype.kind == "b":
+        elements = st.booleans()
+    else:
+        elements = st.integers(-5, 5)
+    return hnp.arrays(dtype, shape, elements=elements).map(jnp.asarray)
+
+
+@st.composite
+def _value(draw, shapes, dtypes, quantities: bool, dict_values: bool) -> Any:
+    shape = draw(shapes)
+    dtype = np.dtype(draw(st.sampled_from(dtypes)))
+    form = draw(st.sampled_from(["array"] + ["quantity"] * quantities + ["dict"] * dict_values))
+    if form == "quantity" and dtype.kind in "fc":
+        return _array(shape, dtype).map(lambda a: a * draw(st.sampled_from(DEFAULT_UNITS)))
+    if form == "dict":
+        keys = draw(st.lists(st.sampled_from("xyz"), min_size=1, max_size=2, unique=True))
+        return st.fixed_dictionaries({k: _array(shape, dtype) for k in keys})
+    return _array(shape, dtype)
+
+
+@st.composite
+def _paths(draw, min_states: int, max_states: int, max_depth: int) -> list[Path]:
+    """Random paths of which none is a prefix of another."""
+    names = st.sampled_from(list(string.ascii_lowercase[:6]))
+    raw = draw(
+        st.lists(
+            st.lists(names, min_size=1, max_size=max_depth).map(tuple),
+            min_size=min_states,
+            max_size=max_states,
+            unique=True,
+        )
+    )
+    paths: list[Path] = []
+    for p in sorted(raw, key=len):
+        if not any(p[: len(q)] == q or q[: len(p)] == p for q in paths):
+            paths.append(p)
+    return paths
+
+
+@st.composite
+def _trees(draw, min_states, max_states, max_depth, kinds, shapes, dtypes, quantities, dict_values):
+    paths = draw(_paths(min_states, max_states, max_depth))
+    flat = {}
+    for path in paths:
+        kind = draw(st.sampled_from(kinds))
+        flat[path] = kind(draw(draw(_value(shapes, dtypes, quantities, dict_values))))
+    return unflatten(flat)
+
+
+def state_trees(
+    *,
+    min_states: int = 1,
+    max_states: int = 6,
+    max_depth: int = 3,
+    kinds: Sequence[type[State]] = DEFAULT_KINDS,
+    shapes: st.SearchStrategy[tuple[int, ...]] | None = None,
+    dtypes: Sequence[Any] = (jnp.float32,),
+    quantities: bool = False,
+    dict_values: bool = False,
+) -> st.SearchStrategy[dict]:
+    """Random state trees: nested dicts of random depth whose leaves are states of
+    random `kinds`, holding arrays of random `shapes` and `dtypes`; optionally
+    brainunit quantities (float dtypes only) and dict-valued states.
+
+    Example:
+        >>> import purestate as ps
+        >>> from hypothesis import given, settings
+        >>> @settings(max_examples=5)
+        ... @given(ps.testing.state_trees(quantities=True))
+        ... def test_flatten_sorted(tree):
+        ...     paths = list(ps.flatten(tree))
+        ...     assert paths == sorted(paths)
+        >>> test_flatten_sorted()
+    """
+    if shapes is None:
+        shapes = hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3)
+    return _trees(
+        min_states,
+        max_states,
+        max_depth,
+        tuple(kinds),
+        shapes,
+        tuple(dtypes),
+        quantities,
+        dict_values,
+    )
+
+
+def _globs(paths: list[Path]) -> st.SearchStrategy[str]:
+    prefixes = sorted({"/".join(p[:i]) for p in paths for i in range(1, len(p) + 1)})
+    exact = st.sampled_from(prefixes)
+    wild = st.sampled_from(prefixes).map(lambda s: s.rsplit("/", 1)[0] + "/*" if "/" in s else "*")
+    last = st.sampled_from(sorted({p[-1] for p in paths})).map(lambda k: "*" + k)
+    return st.one_of(exact, wild, last)
+
+
+def subtrees(tree: dict) -> st.SearchStrategy[dict]:
+    """Random subtrees of `tree` (any subset of its states, possibly empty).
+
+    Example:
+        >>> import purestate as ps
+        >>> from hypothesis import given, settings
+        >>> tree = {"a": ps.ParamState(1.0), "b": {"c": ps.ParamState(2.0)}}
+        >>> @settings(max_examples=5)
+        ... @given(ps.testing.subtrees(tree))
+        ... def test_subset(sub):
+        ...     assert set(ps.flatten(sub)) <= set(ps.flatten(tree))
+        >>> test_subset()
+    """
+    items = sorted(flatten(tree).items())
+    return st.lists(st.sampled_from(items), unique_by=lambda kv: kv[0]).map(
+        lambda kvs: unflatten(dict(kvs))
+    )
+
+
+def _path_predicates(paths: list[Path]) -> st.SearchStrategy:
+    def depth_at_least(n: int):
+        def predicate(path: Path, state: State) -> bool:
+            return len(path) >= n
+
+        predicate.__name__ = f"depth>={n}"
+        return predicate
+
+    def ndim_is(n: int):
+        def predicate(path: Path, state: State) -> bool:
+            return getattr(state.value, "ndim", -1) == n
+
+        predicate.__name__ = f"ndim=={n}"
+        return predicate
+
+    return st.one_of(st.integers(1, 3).map(depth_at_least), st.integers(0, 2).map(ndim_is))
+
+
+def selectors(tree: dict, kinds: Sequence[type[State]] = DEFAULT_KINDS) -> st.SearchStrategy:
+    """Random selectors over `tree`, in every accepted form: kinds, globs made from
+    its paths, predicates, subtrees, tuples, ``...``, ``None`` and nested
+    ``Not``/``All``/``Any``.
+
+    Example:
+        >>> import purestate as ps
+        >>> from hypothesis import given, settings, strategies as st
+        >>> @settings(max_examples=5)
+        ... @given(st.data())
+        ... def test_select_is_subset(data):
+        ...     tree = data.draw(ps.testing.state_trees())
+        ...     sel = data.draw(ps.testing.selectors(tree))
+        ...     assert set(ps.flatten(ps.select(tree, sel))) <= set(ps.flatten(tree))
+        >>> test_select_is_subset()
+    """
+    paths = list(flatten(tree))
+    base = st.one_of(
+        st.sampled_from(list(kinds)),
+        _globs(paths) if paths else st.just("nothing-here"),
+        _path_predicates(paths),
+        subtrees(tree),
+        st.sampled_from([..., None]),
+    )
+
+    def extend(children: st.SearchStrategy) -> st.SearchStrategy:
+        return st.one_of(
+            children.map(Not),
+            st.lists(children, min_size=1, max_size=3).map(lambda s: All(*s)),
+            st.lists(children, min_size=1, max_size=3).map(lambda s: AnyOf(*s)),
+            st.lists(children, min_size=1, max_size=3).map(tuple),
+        )
+
+    return st.recursive(base, extend, max_leaves=4)
