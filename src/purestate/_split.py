@@ -17,7 +17,7 @@ from ._selectors import Selector, SelectorLike, as_selector
 from ._state import State
 from ._tree import StateTree, check_key, iter_states, not_a_state
 
-__all__ = ["select", "split", "merge", "update", "compile_selectors"]
+__all__ = ["compile_selectors", "merge", "require_match", "select", "split", "update"]
 
 _MAX_MEMOS = 512
 _memos: OrderedDict[Hashable, dict[tuple[Path, type], int]] = OrderedDict()
@@ -238,3 +238,16 @@ def update(tree: StateTree, *subtrees: StateTree) -> StateTree:
     for sub in subtrees:
         out = _overlay(out, sub, (), tree)
     return out
+
+
+def require_match(part: StateTree, tree: StateTree, selector: Selector, where: str) -> None:
+    """Raise `ps.StateError` listing the available paths when `selector` picked
+    no state of `tree` (used by transforms, where an empty selection is a bug)."""
+    if part:
+        return
+    available = [p for p, _ in iter_states(tree)]
+    raise StateError(
+        f"{where}: the selector {selector!r} matches no state. Available paths: "
+        f"{describe_paths(available)}. Select by kind (ps.ParamState), by path glob "
+        "('layer/*') or by a subtree."
+    )
