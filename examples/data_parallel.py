@@ -57,6 +57,19 @@ States = dict[str, Any]
 AXIS = "batch"
 
 
+def join_job(coordinator: str, num_processes: int, process_id: int) -> None:
+    """Join a job of several processes; call before any other JAX call."""
+    jax.distributed.initialize(
+        coordinator,  # "host:port" of process 0, the same in every process
+        num_processes=num_processes,
+        process_id=process_id,
+        # A process that sends no heartbeat for 10 s counts as dead, and the
+        # others stop with an error (JAX's default is 100 s).
+        heartbeat_timeout_seconds=10,
+        shutdown_timeout_seconds=30,
+    )
+
+
 def init_states(key: jax.Array, sizes: Sequence[int] = (3, 16, 2)) -> States:
     """A two-layer perceptron: ``{'hidden': {...}, 'out': {...}}``, each with
     ``weight`` of shape (in, out) and ``bias`` of shape (out,)."""
@@ -167,15 +180,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.coordinator:
-        # Before any other JAX call. A process that stops sending heartbeats
-        # for 10 s is considered dead and the others stop with an error.
-        jax.distributed.initialize(
-            args.coordinator,
-            num_processes=args.num_processes,
-            process_id=args.process_id,
-            heartbeat_timeout_seconds=10,
-            shutdown_timeout_seconds=30,
-        )
+        join_job(args.coordinator, args.num_processes, args.process_id)
     if args.batch_size % jax.device_count():
         parser.error(f"--batch-size must be a multiple of {jax.device_count()} devices")
     log = print if jax.process_index() == 0 else lambda *_: None
