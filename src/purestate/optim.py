@@ -1,3 +1,253 @@
-"""ps.optim (see API.md)"""
+"""Optimizers: any `optax.GradientTransformation` over selected states.
 
-__all__: list[str] = []
+The optax state lives in the state tree itself, under ``'optimizer'`` (a
+`ps.LongTermState`), so a whole training step is one pure function
+``states -> states`` that `ps.compile.jit` or `jax.jit` can compile.
+
+Optax sees the selected states' values with two adjustments, the same ones
+`equinox` users make by hand: leaves that are not inexact arrays (functions,
+ints, ``None`` inside an `equinox.Module`) become ``None`` and are left alone,
+and a `brainunit.Quantity` is reduced to its mantissa (its unit is put back
+after the update).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import brainunit as u
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._errors import StateError
+from ._paths import Path, describe_paths, path_str
+from ._selectors import SelectorLike, as_selector
+from ._split import require_match, split_compiled, update
+from ._state import LongTermState, ParamState, State
+from ._tree import StateTree, iter_states
+
+__all__ = ["Optimizer", "OPTIMIZER_KEY"]
+
+OPTIMIZER_KEY = "optimizer"
+
+
+def _is_quantity(x: Any) -> bool:
+    return isinstance(x, u.Quantity)
+
+
+def _trainable(x: Any) -> Any:
+    if isinstance(x, u.Quantity):
+        x = x.mantissa
+    if isinstance(x, (jax.Array, jnp.ndarray)) and jnp.issubdtype(x.dtype, jnp.inexact):
+        return x
+    return None
+
+
+def _view(value: Any) -> Any:
+    """What optax sees of one state's value: inexact arrays (mantissas of
+    Quantities), ``None`` elsewhere."""
+    return jax.tree.map(_trainable, value, is_leaf=_is_quantity)
+
+
+def _grad_view(param_view: Any, grad: Any, path: Path) -> tuple[Any, Any]:
+    """The gradient aligned with `param_view`, and a mask (True where the
+    gradient is ``None``, so the parameter must stay unchanged)."""
+    if grad is None:
+        grad = jax.tree.map(lambda _: None, param_view)
+    grad = jax.tree.map(
+        lambda g: g.mantissa if isinstance(g, u.Quantity) else g, grad, is_leaf=_is_quantity
+    )
+    is_none = lambda x: x is None  # noqa: E731
+
+    def align(p: Any, g: Any) -> Any:
+        if p is None:
+            return None
+        if g is None:
+            return jnp.zeros_like(p)
+        if jnp.shape(g) != p.shape:
+            raise StateError(
+                f"Optimizer.update: the gradient at {path_str(path)!r} has shape "
+                f"{jnp.shape(g)} but the state's value has shape {p.shape}."
+            )
+        return g
+
+    try:
+        grads = jax.tree.map(align, param_view, grad, is_leaf=is_none)
+    except ValueError as e:
+        if isinstance(e, StateError):
+            raise
+        raise StateError(
+            f"Optimizer.update: the gradient at {path_str(path)!r} does not have the "
+            f"structure of the state's value ({e}). Pass the grads that "
+            "ps.augment.grad returns for these states."
+        ) from None
+    mask = jax.tree.map(lambda p, g: p is not None and g is None, param_view, grad, is_leaf=is_none)
+    return grads, mask
+
+
+def _rebuild(old: Any, new_view: Any, old_view: Any, mask: Any) -> Any:
+    """Put updated mantissas back into the original value (units, non-arrays)."""
+    is_none = lambda x: x is None  # noqa: E731
+    kept = jax.tree.map(
+        lambda n, o, m: o if (n is None or m) else n, new_view, old_view, mask, is_leaf=is_none
+    )
+
+    def put(orig: Any, new: Any) -> Any:
+        if new is None:
+            return orig
+        if isinstance(orig, u.Quantity):
+            return u.Quantity(new, unit=orig.unit)
+        return new
+
+    return jax.tree.map(put, old, kept, is_leaf=_is_quantity)
+
+
+class Optimizer:
+    """Apply an `optax.GradientTransformation` to the states selected by `wrt`.
+
+    ``opt.init(states)`` returns `states` plus an ``'optimizer'`` entry, a
+    `ps.LongTermState` holding ``tx.init`` of the selected values.
+    ``opt.update(states, grads)`` returns the states with the selected ones
+    moved by ``tx`` (via `optax.apply_updates`) and the optax state advanced.
+    `grads` is a state tree with exactly the selected paths, as returned by
+    ``ps.augment.grad(loss, grad_states=wrt)``; value leaves whose gradient is
+    ``None`` stay unchanged.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import optax
+        >>> import purestate as ps
+        >>> states = {"w": ps.ParamState(jnp.array([1.0, 2.0])), "n": ps.LongTermState(0)}
+        >>> opt = ps.optim.Optimizer(optax.sgd(0.1))
+        >>> states = opt.init(states)
+        >>> sorted(states)
+        ['n', 'optimizer', 'w']
+        >>> grads = {"w": ps.ParamState(jnp.array([1.0, -1.0]))}
+        >>> states = opt.update(states, grads)
+        >>> ps.get(states, "w")
+        Array([0.9, 2.1], dtype=float32)
+    """
+
+    __slots__ = ("_selector", "tx", "wrt")
+
+    def __init__(self, tx: optax.GradientTransformation, wrt: SelectorLike = ParamState):
+        if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+            raise TypeError(
+                "ps.optim.Optimizer takes an optax.GradientTransformation (an object with "
+                f"init and update), e.g. optax.adam(1e-3); got {type(tx).__name__}."
+            )
+        object.__setattr__(self, "tx", tx)
+        object.__setattr__(self, "wrt", wrt)
+        object.__setattr__(self, "_selector", as_selector(wrt))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("ps.optim.Optimizer is immutable; make a new one.")
+
+    def __repr__(self) -> str:
+        return f"Optimizer(tx={self.tx!r}, wrt={self._selector!r})"
+
+    def _selected(self, states: StateTree, where: str) -> StateTree:
+        model = {k: v for k, v in states.items() if k != OPTIMIZER_KEY}
+        part = split_compiled(model, (self._selector,))[0]
+        require_match(part, model, self._selector, where)
+        return part
+
+    def init(self, states: StateTree) -> StateTree:
+        """`states` plus ``'optimizer'``: the optax state of the selected values.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> import optax
+            >>> import purestate as ps
+            >>> opt = ps.optim.Optimizer(optax.adam(1e-3))
+            >>> states = opt.init({"w": ps.ParamState(jnp.zeros(2))})
+            >>> type(states["optimizer"]).__name__
+            'LongTermState'
+        """
+        if not isinstance(states, dict):
+            list(iter_states(states))  # raises the right error
+        if OPTIMIZER_KEY in states:
+            raise StateError(
+                f"Optimizer.init: the state tree already has an {OPTIMIZER_KEY!r} entry. "
+                "Initialise the optimizer once, on the model's states."
+            )
+        params = self._selected(states, "Optimizer.init")
+        view = {path: _view(s.value) for path, s in iter_states(params)}
+        return {**states, OPTIMIZER_KEY: LongTermState(self.tx.init(_nest(view)))}
+
+    def update(self, states: StateTree, grads: StateTree) -> StateTree:
+        """The states after one step of ``tx`` with `grads`.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> import optax
+            >>> import purestate as ps
+            >>> opt = ps.optim.Optimizer(optax.sgd(1.0))
+            >>> states = opt.init({"w": ps.ParamState(jnp.ones(2))})
+            >>> states = opt.update(states, {"w": ps.ParamState(jnp.ones(2))})
+            >>> ps.get(states, "w")
+            Array([0., 0.], dtype=float32)
+        """
+        opt_state = states.get(OPTIMIZER_KEY) if isinstance(states, dict) else None
+        if not isinstance(opt_state, LongTermState):
+            raise StateError(
+                f"Optimizer.update: the state tree has no {OPTIMIZER_KEY!r} LongTermState. "
+                "Call states = opt.init(states) once before training."
+            )
+        params = dict(iter_states(self._selected(states, "Optimizer.update")))
+        grad_states = dict(iter_states(grads))
+        _check_same_paths(params, grad_states, self._selector)
+
+        param_views, grad_views, masks = {}, {}, {}
+        for path, state in params.items():
+            param_views[path] = _view(state.value)
+            grad_views[path], masks[path] = _grad_view(
+                param_views[path], grad_states[path].value, path
+            )
+        p_tree, g_tree = _nest(param_views), _nest(grad_views)
+        updates, new_opt_state = self.tx.update(g_tree, opt_state.value, p_tree)
+        new_tree = optax.apply_updates(p_tree, updates)
+
+        new_params = {
+            path: state.replace(
+                _rebuild(state.value, _get(new_tree, path), param_views[path], masks[path])
+            )
+            for path, state in params.items()
+        }
+        return update(states, _nest(new_params), {OPTIMIZER_KEY: opt_state.replace(new_opt_state)})
+
+
+def _get(tree: dict, path: Path) -> Any:
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def _nest(flat: dict[Path, Any]) -> dict:
+    """``{path: value}`` -> nested dict of raw values (what optax sees)."""
+    tree: dict = {}
+    for path, value in flat.items():
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _check_same_paths(params: dict[Path, State], grads: dict[Path, State], selector: Any) -> None:
+    if params.keys() == grads.keys():
+        return
+    missing = params.keys() - grads.keys()
+    extra = grads.keys() - params.keys()
+    problems = []
+    if missing:
+        problems.append(f"no gradient for the selected states {describe_paths(missing)}")
+    if extra:
+        problems.append(f"gradients for states that wrt does not select: {describe_paths(extra)}")
+    raise StateError(
+        f"Optimizer.update: grads do not match the states selected by wrt={selector!r} "
+        f"({'; '.join(problems)}). Compute grads with ps.augment.grad(loss, grad_states=wrt) "
+        "for the same selector, or build the Optimizer with a wrt that selects exactly "
+        "the states you differentiate."
+    )
