@@ -41,8 +41,11 @@ def split(states: StateTree, path: str | Path | None = None) -> tuple[jax.Array,
     """One fresh key, and `states` with the `RandomState` it came from advanced.
 
     With ``path=None`` the tree must hold exactly one `RandomState`; otherwise
-    a `ps.StateError` names the `RandomState` paths found. Typed keys
-    (`jax.random.key`) give typed keys, raw ``uint32[2]`` keys give raw keys.
+    a `ps.StateError` names the `RandomState` paths found; `path` (``'a/rng'``
+    or a tuple) picks one. Typed keys (`jax.random.key`) give typed keys, raw
+    ``uint32[2]`` keys give raw keys. Precisely: ``advanced, fresh =
+    jax.random.split(old)``; the key returned is ``fresh`` and the state then
+    holds ``advanced``.
 
     Example:
         >>> import jax
