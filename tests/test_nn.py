@@ -151,6 +151,48 @@ def test_children_get_distinct_deterministic_keys():
     np.testing.assert_array_equal(w0, np.asarray(expected))
 
 
+class Stack(ps.nn.Module):
+    blocks: tuple
+    heads: dict
+
+    def __init__(self):
+        self.blocks = (ps.nn.Linear(2, 2), jnp.tanh, ps.nn.Linear(2, 2))
+        self.heads = {"a": ps.nn.Linear(2, 1), "b": ps.nn.Linear(2, 3)}
+
+    def __call__(self, states, x):
+        for name in ("blocks/0", "blocks/2"):
+            x, states = self.call_child(name, states, x)
+        a, states = self.call_child("heads/a", states, x)
+        b, states = self.call_child("heads/b", states, x)
+        return (a, b), states
+
+
+def test_modules_in_tuple_and_dict_fields():
+    stack = Stack()
+    assert [name for name, _ in stack.children()] == ["blocks/0", "blocks/2", "heads/a", "heads/b"]
+    states = stack.init(jax.random.key(0))
+    assert sorted(ps.flatten(states)) == [
+        ("blocks", "0", "bias"),
+        ("blocks", "0", "weight"),
+        ("blocks", "2", "bias"),
+        ("blocks", "2", "weight"),
+        ("heads", "a", "bias"),
+        ("heads", "a", "weight"),
+        ("heads", "b", "bias"),
+        ("heads", "b", "weight"),
+    ]
+    x = np.asarray([1.0, -2.0], dtype=np.float32)
+    (a, b), new = stack(states, jnp.asarray(x))
+    w = {p: np.asarray(s.value) for p, s in ps.flatten(states).items()}
+    h = x @ w[("blocks", "0", "weight")] + w[("blocks", "0", "bias")]
+    h = h @ w[("blocks", "2", "weight")] + w[("blocks", "2", "bias")]
+    np.testing.assert_allclose(
+        np.asarray(b), h @ w[("heads", "b", "weight")] + w[("heads", "b", "bias")], rtol=1e-5
+    )
+    assert a.shape == (1,)
+    assert sorted(ps.flatten(new)) == sorted(ps.flatten(states))
+
+
 def test_sequential_keys_nesting_and_forward():
     inner = ps.nn.Sequential(ps.nn.Linear(2, 2), jnp.tanh)
     seq = ps.nn.Sequential(inner, ps.nn.Linear(2, 3), jax.nn.relu, ps.nn.Linear(3, 1))

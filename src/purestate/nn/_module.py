@@ -77,7 +77,10 @@ class Module(eqx.Module):
     """
 
     def children(self) -> Iterator[tuple[str, Module]]:
-        """The ``(field name, module)`` pairs of the child modules, in field order.
+        """The ``(name, module)`` pairs of the child modules, in field order.
+
+        A field holding a module is named by the field; a field holding a
+        tuple, list or dict of modules gives ``'field/0'``, ``'field/key'``, ...
 
         Example:
             >>> import purestate as ps
@@ -88,6 +91,14 @@ class Module(eqx.Module):
             value = getattr(self, field.name, None)
             if isinstance(value, Module):
                 yield field.name, value
+            elif isinstance(value, (tuple, list)):
+                for i, item in enumerate(value):
+                    if isinstance(item, Module):
+                        yield f"{field.name}/{i}", item
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    if isinstance(item, Module):
+                        yield f"{field.name}/{key}", item
 
     def init(self, key: Any = None, batch_size: int | None = None) -> StateTree:
         """The initial state tree: each child's tree under its name.
@@ -108,14 +119,15 @@ class Module(eqx.Module):
         for (name, child), child_key in zip(children, split_key(key, len(children)), strict=True):
             sub = child.init(child_key, batch_size)
             if sub:
-                states[name] = sub
+                states = _put(states, tuple(name.split("/")), sub)
         return states
 
     def call_child(
         self, name: str, states: StateTree, *inputs: Any, **kwargs: Any
     ) -> tuple[Any, StateTree]:
-        """Run the child module at field `name` on ``states[name]``; return its
-        output and `states` with that subtree replaced.
+        """Run the child module `name` (as listed by `children`, e.g. ``'encoder'``
+        or ``'layers/0'``) on its subtree; return its output and `states` with
+        that subtree replaced.
 
         Example:
             >>> import jax
@@ -130,7 +142,11 @@ class Module(eqx.Module):
             >>> y.shape
             (1,)
         """
-        return run_child(getattr(self, name), name, states, *inputs, **kwargs)
+        path = tuple(name.split("/"))
+        child = getattr(self, path[0])
+        if len(path) == 2:
+            child = child[int(path[1])] if isinstance(child, (tuple, list)) else child[path[1]]
+        return run_child(child, path, states, *inputs, **kwargs)
 
     @abc.abstractmethod
     def __call__(self, states: StateTree, *inputs: Any) -> tuple[Any, StateTree]:
@@ -154,13 +170,25 @@ class Module(eqx.Module):
 
 
 def run_child(
-    child: Any, name: str, states: StateTree, *inputs: Any, **kwargs: Any
+    child: Any, path: tuple[str, ...], states: StateTree, *inputs: Any, **kwargs: Any
 ) -> tuple[Any, StateTree]:
-    """Run `child` (a `Module`, or a plain function of the inputs) on
-    ``states[name]`` (absent when the child has no states)."""
+    """Run `child` (a `Module`, or a plain function of the inputs) on its
+    subtree at `path` (absent when the child has no states)."""
     if not isinstance(child, Module):
         return child(*inputs, **kwargs), states
-    out, new_sub = child(states.get(name, {}), *inputs, **kwargs)
+    out, new_sub = child(_get(states, path), *inputs, **kwargs)
     if new_sub:
-        states = {**states, name: new_sub}
+        states = _put(states, path, new_sub)
     return out, states
+
+
+def _get(states: StateTree, path: tuple[str, ...]) -> StateTree:
+    for key in path:
+        states = states.get(key, {})
+    return states
+
+
+def _put(states: StateTree, path: tuple[str, ...], sub: StateTree) -> StateTree:
+    if len(path) == 1:
+        return {**states, path[0]: sub}
+    return {**states, path[0]: _put(states.get(path[0], {}), path[1:], sub)}

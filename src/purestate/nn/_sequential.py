@@ -67,7 +67,7 @@ class Sequential(Module):
             return (inputs[0] if len(inputs) == 1 else inputs), states
         out: Any = inputs
         for i, layer in enumerate(self.layers):
-            out, states = run_child(layer, str(i), states, *out)
+            out, states = run_child(layer, (str(i),), states, *out)
             out = (out,)
         return out[0], states
 
