@@ -354,3 +354,24 @@ def test_dropout_lanes_under_augment_vmap():
         np.asarray(jax.random.key_data(new["rng"].value)),
         np.asarray(jax.random.key_data(states["rng"].value)),
     )
+
+
+@pytest.mark.parametrize(
+    ("module", "x"),
+    [
+        (ps.nn.Linear(2, 2), jnp.ones(2)),
+        (ps.nn.LIF(2), jnp.ones(2) * u.mA),
+        (ps.nn.LI(2), jnp.ones(2)),
+        (ps.nn.LeakyReadout(2, 2), jnp.ones(2)),
+        (ps.nn.Dropout(0.5), jnp.ones(2)),
+        (ps.nn.Sequential(ps.nn.Linear(2, 2)), jnp.ones(2)),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_modules_return_every_state_they_were_given(module, x):
+    """A model called on a larger tree (e.g. with the optimizer's entry) keeps it."""
+    states = {**module.init(jax.random.key(0)), "optimizer": ps.LongTermState(jnp.zeros(1))}
+    with ps.environ.context(dt=0.1 * u.ms):
+        _, new = module(states, x)
+    assert sorted(ps.flatten(new)) == sorted(ps.flatten(states))
+    assert new["optimizer"] is states["optimizer"]

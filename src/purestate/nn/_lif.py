@@ -119,4 +119,4 @@ class LIF(Module):
         V_inf = self.V_rest + self.R * current
         V = V_inf + (V - V_inf) * u.math.exp(-dt / self.tau)
         V = V.in_unit(unit)  # same unit in, same unit out: a unit is tree structure
-        return self.spk_fun((V - self.V_th) / span), {"V": states["V"].replace(V)}
+        return self.spk_fun((V - self.V_th) / span), {**states, "V": states["V"].replace(V)}

@@ -56,7 +56,7 @@ class LI(Module):
 
     def __call__(self, states: StateTree, x: Any) -> tuple[jax.Array, StateTree]:
         V = _decay(self.tau, "LI") * states["V"].value + x
-        return V, {"V": states["V"].replace(V)}
+        return V, {**states, "V": states["V"].replace(V)}
 
 
 class LeakyReadout(Module):
