@@ -1,0 +1,165 @@
+"""Per-call time of a vmapped stateful step whose states are batched, jitted
+and eager, in purestate, raw JAX and the peers.
+
+The step: a batch of 16 hidden states ``V`` (each of width 32) shares one
+weight matrix ``w``; ``V <- 0.9 V + tanh(x @ w)`` and the output is
+``sum(V)`` per lane. Run: ``.venv/bin/python benchmarks/bench_vmap.py [--quick]``.
+Bars: jitted ≤ 1.05x ``jax.jit(jax.vmap(...))``; eager ≤ 1.5x ``jax.vmap``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _harness import Row, compare, print_rows, unavailable
+from _models import purestate_missing
+
+import purestate as ps
+
+TITLE = "vmap of a stateful step with batched states"
+LANES, WIDTH = 16, 32
+
+
+def arrays():
+    rng = np.random.default_rng(2)
+    w = jnp.asarray(rng.normal(size=(WIDTH, WIDTH)) / np.sqrt(WIDTH), jnp.float32)
+    V = jnp.zeros((LANES, WIDTH), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(LANES, WIDTH)), jnp.float32)
+    return w, V, x
+
+
+def lane(V, w, x):
+    V = 0.9 * V + jnp.tanh(x @ w)
+    return V.sum(), V
+
+
+def raw_jax():
+    w, V, x = arrays()
+    mapped = jax.vmap(lane, in_axes=(0, None, 0))
+    jitted = jax.jit(mapped)
+    return (lambda: jitted(V, w, x)), (lambda: mapped(V, w, x))
+
+
+def purestate():
+    why = purestate_missing("augment.vmap", "compile.jit")
+    if why:
+        return why, why
+    w, V, x = arrays()
+    states = {"w": ps.ParamState(w), "V": ps.ShortTermState(V)}
+
+    def step(states, x):
+        out, V = lane(states["V"].value, states["w"].value, x)
+        return out, {**states, "V": states["V"].replace(V)}
+
+    mapped = ps.augment.vmap(step, in_states=ps.ShortTermState)
+    jitted = ps.compile.jit(mapped)
+    return (lambda: jitted(states, x)), (lambda: mapped(states, x))
+
+
+def brainstate():
+    why = unavailable("brainstate")
+    if why:
+        return why, why
+    import brainstate as bst
+
+    w, V, x = arrays()
+    w_state, V_state = bst.ParamState(w), bst.ShortTermState(V)
+
+    def step(x):
+        out, V = lane(V_state.value, w_state.value, x)
+        V_state.value = V
+        return out
+
+    mapped = bst.transform.vmap(step, in_states={0: {"V": V_state}}, out_states={0: {"V": V_state}})
+    jitted = bst.transform.jit(mapped)
+    return (lambda: jitted(x)), (lambda: mapped(x))
+
+
+def flax_nnx():
+    why = unavailable("flax.nnx")
+    if why:
+        return why, why
+    from flax import nnx
+
+    w, V, x = arrays()
+
+    class Cell(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(w)
+            self.V = nnx.Variable(V)
+
+    cell = Cell()
+
+    def step(cell, x):
+        out, V = lane(cell.V[...], cell.w[...], x)
+        cell.V[...] = V
+        return out
+
+    # the weight is shared (axis None), the hidden state is batched (axis 0)
+    axes = nnx.StateAxes({nnx.Param: None, nnx.Variable: 0})
+    mapped = nnx.vmap(step, in_axes=(axes, 0))
+    jitted = nnx.jit(mapped)
+    return (lambda: jitted(cell, x)), (lambda: mapped(cell, x))
+
+
+def equinox():
+    why = unavailable("equinox")
+    if why:
+        return why, why
+    import equinox as eqx
+
+    w, V, x = arrays()
+
+    class Cell(eqx.Module):
+        w: jax.Array
+        V: jax.Array
+
+    cell = Cell(w, V)
+
+    def step(cell, x):
+        out, V = lane(cell.V, cell.w, x)
+        return out, eqx.tree_at(lambda c: c.V, cell, V)
+
+    axes = Cell(None, 0)  # type: ignore[arg-type]
+    mapped = eqx.filter_vmap(step, in_axes=(axes, 0), out_axes=(0, axes))
+    jitted = eqx.filter_jit(mapped)
+    return (lambda: jitted(cell, x)), (lambda: mapped(cell, x))
+
+
+BUILDERS = {
+    "raw JAX": raw_jax,
+    "purestate": purestate,
+    "brainstate": brainstate,
+    "Flax NNX": flax_nnx,
+    "Equinox": equinox,
+}
+
+
+def _build(builder):
+    try:
+        return builder()
+    except Exception as err:  # a peer whose API does not fit the case
+        why = f"failed to build: {type(err).__name__}: {str(err)[:80]}"
+        return why, why
+
+
+def run(quick: bool = False) -> list[Row]:
+    built = {name: _build(b) for name, b in BUILDERS.items()}
+    rows = compare(
+        f"jitted vmap, {LANES} lanes x {WIDTH}",
+        {n: b[0] for n, b in built.items()},
+        rounds=7 if quick else 15,
+    )
+    rows += compare(
+        f"eager vmap, {LANES} lanes x {WIDTH}",
+        {n: b[1] for n, b in built.items()},
+        rounds=5 if quick else 11,
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    print_rows(run(quick="--quick" in sys.argv))
