@@ -34,16 +34,22 @@ class Row:
     impl: str
     seconds: float | None  # median seconds per call (None: could not run)
     note: str = ""
-    unit: str = "time"  # "time" (s per call) or "rate" (higher is better)
     baseline: float | None = None  # the raw-JAX median of the same case
+    work: float | None = None  # units of work per call (LIF: neurons x steps)
 
     @property
     def ratio(self) -> float | None:
+        """Time relative to raw JAX (below 1: faster)."""
         if self.seconds is None or not self.baseline:
             return None
-        if self.unit == "rate":
-            return self.baseline / self.seconds
         return self.seconds / self.baseline
+
+    @property
+    def rate(self) -> float | None:
+        """Work per second, for cases that define `work`."""
+        if self.seconds is None or self.work is None:
+            return None
+        return self.work / self.seconds
 
 
 def _time_calls(fn: Callable[[], object], number: int) -> float:
@@ -126,15 +132,14 @@ def rows_from(
     case: str,
     impls: dict[str, Callable[[], object] | str],
     medians: dict[str, float],
-    unit: str = "time",
 ) -> list[Row]:
     base = medians.get(BASELINE)
     rows = []
     for name, fn in impls.items():
         if callable(fn) or name in medians:
-            rows.append(Row(case, name, medians[name], unit=unit, baseline=base))
+            rows.append(Row(case, name, medians[name], baseline=base))
         else:
-            rows.append(Row(case, name, None, note=str(fn), unit=unit, baseline=base))
+            rows.append(Row(case, name, None, note=str(fn), baseline=base))
     return rows
 
 
@@ -146,8 +151,6 @@ def print_rows(rows: list[Row]) -> None:
 def format_value(row: Row) -> str:
     if row.seconds is None:
         return "—"
-    if row.unit == "rate":
-        return f"{row.seconds:.3g} /s"
     s = row.seconds
     if s >= 1:
         return f"{s:.2f} s"
@@ -159,6 +162,8 @@ def format_value(row: Row) -> str:
 def format_row(row: Row) -> str:
     ratio = "" if row.ratio is None else f"{row.ratio:6.2f}x"
     note = f"  ({row.note})" if row.note else ""
+    if row.rate is not None:
+        note = f"  {row.rate:.3g} per s" + note
     return f"{row.case:52s} {row.impl:14s} {format_value(row):>12s} {ratio:>8s}{note}"
 
 

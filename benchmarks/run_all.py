@@ -1,0 +1,163 @@
+"""Run every benchmark case and write the results into docs/performance.md.
+
+Run: ``.venv/bin/python benchmarks/run_all.py [--quick] [--no-write]``
+(``make bench`` runs it without flags). The Markdown table and the PNG plots
+replace whatever lies between ``<!-- bench:start -->`` and
+``<!-- bench:end -->`` in docs/performance.md; the rest of the page is left
+alone. The raw rows also go to ``benchmarks/results.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_compile
+import bench_lif
+import bench_train_step
+import bench_vmap
+import jax
+from _harness import BASELINE, Row, format_value, print_rows
+
+ROOT = HERE.parent
+PAGE = ROOT / "docs" / "performance.md"
+IMG = ROOT / "docs" / "img"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+CASES = [bench_train_step, bench_vmap, bench_compile, bench_lif]
+IMPLS = ["raw JAX", "purestate", "brainstate", "Flax NNX", "Equinox"]
+
+
+def versions() -> str:
+    found = []
+    for name in ("jax", "purestate", "brainstate", "flax", "equinox"):
+        try:
+            module = __import__(name)
+            found.append(f"{name} {getattr(module, '__version__', '?')}")
+        except Exception:
+            found.append(f"{name} (not installed)")
+    return ", ".join(found)
+
+
+def machine() -> str:
+    cores = os.cpu_count()
+    return (
+        f"{platform.processor() or platform.machine()}, {cores} CPU cores, "
+        f"JAX backend {jax.default_backend()}, Python {platform.python_version()}"
+    )
+
+
+def cell(row: Row | None) -> str:
+    if row is None:
+        return ""
+    if row.seconds is None:
+        return f"n/a ({row.note})"
+    text = format_value(row)
+    if row.rate is not None:
+        text += f", {row.rate / 1e6:.1f} M/s"
+    if row.impl != BASELINE and row.ratio is not None:
+        text += f" (**{row.ratio:.2f}x**)" if row.impl == "purestate" else f" ({row.ratio:.2f}x)"
+    return text
+
+
+def table(rows: list[Row]) -> str:
+    cases = list(dict.fromkeys(r.case for r in rows))
+    by = {(r.case, r.impl): r for r in rows}
+    lines = [
+        "| case | " + " | ".join(IMPLS) + " |",
+        "| --- | " + " | ".join("---" for _ in IMPLS) + " |",
+    ]
+    for case in cases:
+        lines.append(f"| {case} | " + " | ".join(cell(by.get((case, i))) for i in IMPLS) + " |")
+    return "\n".join(lines)
+
+
+def plot(module, rows: list[Row]) -> str | None:
+    """A bar chart of each implementation's time relative to raw JAX."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    cases = list(dict.fromkeys(r.case for r in rows))
+    by = {(r.case, r.impl): r for r in rows}
+    impls = [i for i in IMPLS if any(by.get((c, i)) and by[c, i].ratio for c in cases)]
+    width = 0.8 / max(1, len(impls))
+    fig, ax = plt.subplots(figsize=(9, 0.6 + 0.55 * len(cases) * max(1, len(impls)) / 2.5))
+    for k, impl in enumerate(impls):
+        ys = [c_i + k * width for c_i in range(len(cases))]
+        ratios = [(by.get((c, impl)).ratio or 0.0) if by.get((c, impl)) else 0.0 for c in cases]
+        ax.barh(ys, ratios, height=width, label=impl)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks([c_i + width * (len(impls) - 1) / 2 for c_i in range(len(cases))])
+    ax.set_yticklabels(cases, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("time relative to raw JAX (lower is better; 1 = raw JAX)")
+    ax.set_title(module.TITLE)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    IMG.mkdir(parents=True, exist_ok=True)
+    name = f"bench_{module.__name__.removeprefix('bench_')}.png"
+    fig.savefig(IMG / name, dpi=110)
+    plt.close(fig)
+    return f"img/{name}"
+
+
+def section(all_rows: list[tuple[object, list[Row]]], elapsed: float, quick: bool) -> str:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        f"Measured {now} by `make bench`{' (--quick)' if quick else ''} in {elapsed / 60:.1f} min "
+        f"on {machine()}; {versions()}.",
+        "",
+        "Each cell is the median time per call over interleaved rounds after warm-up "
+        "(every call waited for with `jax.block_until_ready`), and in brackets the ratio "
+        "to raw JAX in the same process (below 1: faster). n/a says why an "
+        "implementation could not run a case.",
+        "",
+    ]
+    for module, rows in all_rows:
+        parts += [f"### {module.TITLE}", "", table(rows), ""]
+        image = plot(module, rows)
+        if image:
+            parts += [f"![{module.TITLE}]({image})", ""]
+    return "\n".join(parts)
+
+
+def write_page(text: str) -> None:
+    page = PAGE.read_text() if PAGE.exists() else f"# Performance\n\n{START}\n{END}\n"
+    if START not in page or END not in page:
+        page = page.rstrip("\n") + f"\n\n{START}\n{END}\n"
+    head, rest = page.split(START, 1)
+    _, tail = rest.split(END, 1)
+    PAGE.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    start = time.perf_counter()
+    all_rows = []
+    for module in CASES:
+        print(f"== {module.TITLE}", flush=True)
+        rows = module.run(quick=quick)
+        print_rows(rows)
+        all_rows.append((module, rows))
+    elapsed = time.perf_counter() - start
+    flat = [dataclasses.asdict(r) for _, rows in all_rows for r in rows]
+    (HERE / "results.json").write_text(json.dumps(flat, indent=1))
+    if "--no-write" not in sys.argv:
+        write_page(section(all_rows, elapsed, quick))
+        print(f"wrote {PAGE.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
