@@ -27,6 +27,7 @@ WIDTH, BATCH, LAYERS = 32, 16, 3
 N_MANY, GROUP, SIZE = 500, 10, 4
 
 Impl = Callable[[], object] | str
+STATE_TREE = "JAX on State tree"
 
 
 # ---------------------------------------------------------------- problems ---
@@ -137,6 +138,26 @@ def purestate(problem: str) -> tuple[Impl, Impl]:
     return (lambda: step(states, x, y)), (lambda: eager(states, x, y))
 
 
+def jax_on_state_tree(problem: str) -> tuple[Impl, Impl]:
+    """Plain ``jax.jit``/``jax.grad`` handed the purestate tree itself: what the
+    `State` pytree nodes cost by themselves (the contract's reference for
+    ``ps.compile.jit``), without any purestate transform."""
+    make, loss = PROBLEMS[problem]
+    params, x, y = make()
+    states = jax.tree.map(ps.ParamState, params)
+
+    def loss_fn(states, x, y):
+        return loss(_values(states), x, y)
+
+    @jax.jit
+    def step(states, x, y):
+        value, grads = jax.value_and_grad(loss_fn)(states, x, y)
+        return value, sgd(states, grads)
+
+    grad = jax.grad(loss_fn)
+    return (lambda: step(states, x, y)), (lambda: grad(states, x, y))
+
+
 # ------------------------------------------------------------- brainstate ---
 
 
@@ -240,6 +261,7 @@ def equinox(problem: str) -> tuple[Impl, Impl]:
 BUILDERS = {
     "raw JAX": raw_jax,
     "purestate": purestate,
+    STATE_TREE: jax_on_state_tree,
     "brainstate": brainstate,
     "Flax NNX": flax_nnx,
     "Equinox": equinox,

@@ -14,7 +14,7 @@ import sys
 import jax
 import jax.numpy as jnp
 from _harness import Row, compare, compare_once, print_rows, unavailable
-from _models import purestate_missing
+from _models import STATE_TREE, purestate_missing
 
 import purestate as ps
 
@@ -46,6 +46,7 @@ def jit_impls(n_states: int, fresh: bool = False) -> dict:
     """Jitted ``states -> relaxed states``. With ``fresh``, each impl is a
     factory that builds a new jitted function and calls it once."""
     tree = arrays(n_states)
+    states = as_states(tree)
     impls = {}
 
     def raw():
@@ -58,13 +59,18 @@ def jit_impls(n_states: int, fresh: bool = False) -> dict:
     if why:
         impls["purestate"] = why
     else:
-        states = as_states(tree)
 
         def pure():
             f = ps.compile.jit(lambda s: (None, relax(s)))
             return lambda: f(states)
 
         impls["purestate"] = pure
+
+    def on_state_tree():
+        f = jax.jit(lambda s: (None, relax(s)))
+        return lambda: f(states)
+
+    impls[STATE_TREE] = on_state_tree
 
     why = unavailable("brainstate")
     if why:

@@ -27,13 +27,14 @@ import bench_train_step
 import bench_vmap
 import jax
 from _harness import BASELINE, Row, format_value, print_rows
+from _models import STATE_TREE
 
 ROOT = HERE.parent
 PAGE = ROOT / "docs" / "performance.md"
 IMG = ROOT / "docs" / "img"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 CASES = [bench_train_step, bench_vmap, bench_compile, bench_lif]
-IMPLS = ["raw JAX", "purestate", "brainstate", "Flax NNX", "Equinox"]
+IMPLS = ["raw JAX", "purestate", STATE_TREE, "brainstate", "Flax NNX", "Equinox"]
 
 
 def versions() -> str:
