@@ -7,6 +7,7 @@ from typing import Any
 
 from ._errors import StateError
 from ._paths import Path, describe_paths, path_str
+from ._state import State
 from ._tree import StateTree, iter_states
 
 __all__ = ["check_new_states", "call_stateful", "fun_name"]
@@ -20,9 +21,30 @@ def _kinds(tree: StateTree) -> dict[Path, type]:
     return {path: type(state) for path, state in iter_states(tree)}
 
 
+def _same_layout(old: dict, new: dict) -> bool:
+    """True if both trees have the same str keys, dicts and state kinds
+    everywhere. A lockstep walk without building paths: the common case of
+    `check_new_states` (on every eager transform call) stays cheap."""
+    if old.keys() != new.keys():
+        return False
+    for key, a in old.items():
+        b = new[key]
+        kind = type(a)
+        if type(key) is not str or type(b) is not kind:
+            return False
+        if kind is dict:
+            if not a or not _same_layout(a, b):
+                return False
+        elif not isinstance(a, State):
+            return False
+    return True
+
+
 def check_new_states(states: StateTree, new_states: Any, where: str) -> None:
     """Raise `ps.StateError` unless `new_states` has exactly the paths and kinds
     of `states`, naming every missing, extra and re-kinded path."""
+    if type(states) is dict and type(new_states) is dict and _same_layout(states, new_states):
+        return
     if not isinstance(new_states, dict):
         raise StateError(
             f"{where} must return (out, new_states) with new_states a state tree (dict); "
