@@ -164,7 +164,7 @@ def format_row(row: Row) -> str:
     note = f"  ({row.note})" if row.note else ""
     if row.rate is not None:
         note = f"  {row.rate:.3g} per s" + note
-    return f"{row.case:52s} {row.impl:14s} {format_value(row):>12s} {ratio:>8s}{note}"
+    return f"{row.case:52s} {row.impl:18s} {format_value(row):>12s} {ratio:>8s}{note}"
 
 
 def unavailable(module: str) -> str | None:

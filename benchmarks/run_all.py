@@ -4,7 +4,8 @@ Run: ``.venv/bin/python benchmarks/run_all.py [--quick] [--no-write]``
 (``make bench`` runs it without flags). The Markdown table and the PNG plots
 replace whatever lies between ``<!-- bench:start -->`` and
 ``<!-- bench:end -->`` in docs/performance.md; the rest of the page is left
-alone. The raw rows also go to ``benchmarks/results.json``.
+alone. The raw rows also go to ``benchmarks/results.json``. ``--no-write``
+only prints.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def machine() -> str:
     )
 
 
-def cell(row: Row | None) -> str:
+def cell(row: Row | None, state_tree: Row | None = None) -> str:
     if row is None:
         return ""
     if row.seconds is None:
@@ -66,6 +67,8 @@ def cell(row: Row | None) -> str:
         text += f", {row.rate / 1e6:.1f} M/s"
     if row.impl != BASELINE and row.ratio is not None:
         text += f" (**{row.ratio:.2f}x**)" if row.impl == "purestate" else f" ({row.ratio:.2f}x)"
+    if row.impl == "purestate" and row.seconds and state_tree and state_tree.seconds:
+        text += f"; {row.seconds / state_tree.seconds:.2f}x {STATE_TREE}"
     return text
 
 
@@ -77,7 +80,9 @@ def table(rows: list[Row]) -> str:
         "| --- | " + " | ".join("---" for _ in IMPLS) + " |",
     ]
     for case in cases:
-        lines.append(f"| {case} | " + " | ".join(cell(by.get((case, i))) for i in IMPLS) + " |")
+        ref = by.get((case, STATE_TREE))
+        cells = [cell(by.get((case, i)), ref) for i in IMPLS]
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -153,9 +158,9 @@ def main() -> None:
         print_rows(rows)
         all_rows.append((module, rows))
     elapsed = time.perf_counter() - start
-    flat = [dataclasses.asdict(r) for _, rows in all_rows for r in rows]
-    (HERE / "results.json").write_text(json.dumps(flat, indent=1))
     if "--no-write" not in sys.argv:
+        flat = [dataclasses.asdict(r) for _, rows in all_rows for r in rows]
+        (HERE / "results.json").write_text(json.dumps(flat, indent=1))
         write_page(section(all_rows, elapsed, quick))
         print(f"wrote {PAGE.relative_to(ROOT)}")
 
