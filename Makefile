@@ -27,8 +27,9 @@ demo: $(VENV)/.installed-demo
 docs: $(VENV)/.installed-docs
 	$(BIN)/mkdocs build --strict
 
+# BENCH_ARGS=--quick for a short run; the default run takes about 5 min on 2 cores
 bench: $(VENV)/.installed-bench,demo
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests property_tests benchmarks examples docs

@@ -119,6 +119,31 @@ def plot(module, rows: list[Row]) -> str | None:
     return f"img/{name}"
 
 
+READING = [
+    "How to read the columns:",
+    "",
+    "- **raw JAX** is hand-written JAX on plain dicts of arrays: `jax.jit`, "
+    "`jax.value_and_grad`, `jax.vmap`, `jax.lax.scan`.",
+    f"- **{STATE_TREE}** is the same raw JAX function handed the purestate tree itself "
+    "(`State` pytree nodes around the arrays), with no purestate transform. JAX "
+    "flattens and rebuilds each `State` node in Python on every call, so this column "
+    "is what the state tree costs by itself, and the reference that the contract "
+    "sets for `ps.compile.jit` (O(1) work per call beyond it). The purestate cell "
+    "gives both ratios.",
+    "- **brainstate** (0.5.4) runs the same computation on its mutable `State` "
+    "objects through `brainstate.transform` (`grad`, `jit`, `vmap`, `for_loop`). Its "
+    "eager `grad` evaluates a cached trace of the function, so its eager figures "
+    "are not op-by-op dispatch like the others'.",
+    "- **Flax NNX** uses `nnx.jit`, `nnx.value_and_grad`, `nnx.vmap` with "
+    "`nnx.StateAxes`; **Equinox** uses `eqx.filter_jit`, `eqx.filter_value_and_grad`, "
+    "`eqx.filter_vmap` (`filter_jit` waits for the result on every call; so does "
+    "every implementation here, because each call is timed to completion).",
+    "- The machine was shared with other work while this ran; implementations are "
+    "interleaved round by round so that load hits them alike, and the ratios are "
+    "steadier than the absolute times.",
+]
+
+
 def section(all_rows: list[tuple[object, list[Row]]], elapsed: float, quick: bool) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
@@ -129,6 +154,8 @@ def section(all_rows: list[tuple[object, list[Row]]], elapsed: float, quick: boo
         "(every call waited for with `jax.block_until_ready`), and in brackets the ratio "
         "to raw JAX in the same process (below 1: faster). n/a says why an "
         "implementation could not run a case.",
+        "",
+        *READING,
         "",
     ]
     for module, rows in all_rows:
