@@ -1,3 +1,6 @@
 """Compilation and control flow over stateful functions."""
 
-__all__: list[str] = []
+from ._control import cond, for_loop, scan, while_loop
+from ._jit import jit
+
+__all__ = ["cond", "for_loop", "jit", "scan", "while_loop"]

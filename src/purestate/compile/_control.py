@@ -1,0 +1,146 @@
+"""Control flow over stateful functions: `scan`, `for_loop`, `while_loop`, `cond`.
+
+Each is `jax.lax` with the state tree in the carry. The stateful contract and
+the layout of every carried state are checked once, when JAX traces the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from .._describe import check_same_layout
+from .._errors import StateError
+from .._stateful import call_stateful, fun_name
+from .._tree import StateTree
+
+__all__ = ["cond", "for_loop", "scan", "while_loop"]
+
+
+def _checked_step(fun: Callable, states: StateTree, *args: Any) -> tuple[Any, StateTree]:
+    out, new_states = call_stateful(fun, states, *args)
+    check_same_layout(states, new_states, f"The loop body {fun_name(fun)!r}")
+    return out, new_states
+
+
+def scan(
+    fun: Callable,
+    states: StateTree,
+    xs: Any,
+    length: int | None = None,
+    reverse: bool = False,
+    unroll: int | bool = 1,
+) -> tuple[Any, StateTree]:
+    """Run ``fun(states, x) -> (y, states)`` over the leading axis of `xs`,
+    threading the states; return ``(ys, states)`` as `jax.lax.scan` does.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import purestate as ps
+        >>> def step(states, x):
+        ...     total = states["sum"].value + x
+        ...     return total, ps.set(states, "sum", total)
+        >>> ys, states = ps.compile.scan(step, {"sum": ps.LongTermState(0.0)}, jnp.arange(4.0))
+        >>> ys.tolist(), float(ps.get(states, "sum"))
+        ([0.0, 1.0, 3.0, 6.0], 6.0)
+    """
+
+    def body(carry: StateTree, x: Any) -> tuple[StateTree, Any]:
+        y, new = _checked_step(fun, carry, x)
+        return new, y
+
+    new_states, ys = jax.lax.scan(body, states, xs, length=length, reverse=reverse, unroll=unroll)
+    return ys, new_states
+
+
+def for_loop(
+    fun: Callable,
+    states: StateTree,
+    *xs: Any,
+    length: int | None = None,
+    reverse: bool = False,
+    unroll: int | bool = 1,
+) -> tuple[Any, StateTree]:
+    """Like `scan`, with several sequences: ``fun(states, *x_t) -> (y, states)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import purestate as ps
+        >>> def step(states, a, b):
+        ...     v = states["v"].value + a * b
+        ...     return v, ps.set(states, "v", v)
+        >>> ys, states = ps.compile.for_loop(
+        ...     step, {"v": ps.ShortTermState(0.0)}, jnp.ones(3), jnp.arange(3.0)
+        ... )
+        >>> ys.tolist()
+        [0.0, 1.0, 3.0]
+    """
+    return scan(lambda s, x: fun(s, *x), states, xs, length=length, reverse=reverse, unroll=unroll)
+
+
+def while_loop(
+    cond_fun: Callable, body_fun: Callable, states: StateTree, init_val: Any
+) -> tuple[Any, StateTree]:
+    """Repeat ``body_fun(states, v) -> (v, states)`` while ``cond_fun(states, v)``;
+    return ``(v, states)``.
+
+    Example:
+        >>> import purestate as ps
+        >>> def body(states, i):
+        ...     n = states["n"].value * 2
+        ...     return i + 1, ps.set(states, "n", n)
+        >>> i, states = ps.compile.while_loop(
+        ...     lambda states, i: i < 3, body, {"n": ps.LongTermState(1.0)}, 0
+        ... )
+        >>> int(i), float(ps.get(states, "n"))
+        (3, 8.0)
+    """
+
+    def body(carry: tuple[StateTree, Any]) -> tuple[StateTree, Any]:
+        carried, v = carry
+        v, new = _checked_step(body_fun, carried, v)
+        return new, v
+
+    new_states, v = jax.lax.while_loop(lambda c: cond_fun(*c), body, (states, init_val))
+    return v, new_states
+
+
+def cond(
+    pred: Any, true_fun: Callable, false_fun: Callable, states: StateTree, *operands: Any
+) -> tuple[Any, StateTree]:
+    """``true_fun(states, *operands)`` if `pred` else ``false_fun(...)``; both are
+    stateful and must return states of the same layout. Returns ``(out, states)``.
+
+    Example:
+        >>> import purestate as ps
+        >>> def inc(states, x):
+        ...     return x, ps.set(states, "n", states["n"].value + 1)
+        >>> def keep(states, x):
+        ...     return -x, states
+        >>> out, states = ps.compile.cond(True, inc, keep, {"n": ps.LongTermState(0.0)}, 2.0)
+        >>> float(out), float(ps.get(states, "n"))
+        (2.0, 1.0)
+    """
+
+    def branch(fun: Callable) -> Callable:
+        def run(args: tuple) -> tuple[Any, StateTree]:
+            carried, ops = args
+            return _checked_step(fun, carried, *ops)
+
+        return run
+
+    # Trace both branches abstractly first, so a mismatch names the states.
+    shapes = [jax.eval_shape(branch(f), (states, operands)) for f in (true_fun, false_fun)]
+    (out_t, _), (out_f, _) = shapes
+    if jax.tree.structure(out_t) != jax.tree.structure(out_f) or any(
+        (a.shape, a.dtype) != (b.shape, b.dtype)
+        for a, b in zip(jax.tree.leaves(out_t), jax.tree.leaves(out_f), strict=True)
+    ):
+        raise StateError(
+            f"ps.compile.cond: the branches {fun_name(true_fun)!r} and "
+            f"{fun_name(false_fun)!r} return outputs of different structure, shape or "
+            f"dtype: {out_t} vs {out_f}."
+        )
+    return jax.lax.cond(pred, branch(true_fun), branch(false_fun), (states, operands))

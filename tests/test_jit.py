@@ -1,0 +1,146 @@
+import threading
+
+import brainunit as u
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import purestate as ps
+
+
+def leak(states, x):
+    """One leaky-integrator step reading dt from ps.environ."""
+    dt = ps.environ.get("dt")
+    v = states["v"].value
+    v = v + dt * (x - v)
+    return v.sum(), ps.set(states, "v", v)
+
+
+def raw_leak(v, x, dt):
+    v = v + dt * (x - v)
+    return v.sum(), v
+
+
+def test_jit_equals_eager_and_plain_jax():
+    states = {"v": ps.ShortTermState(jnp.arange(3.0))}
+    x = jnp.ones(3)
+    with ps.environ.context(dt=0.1):
+        out, new = ps.compile.jit(leak)(states, x)
+        eager_out, eager_new = leak(states, x)
+    ref_out, ref_v = jax.jit(raw_leak, static_argnums=2)(jnp.arange(3.0), x, 0.1)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-6)
+    np.testing.assert_allclose(out, eager_out, rtol=1e-6)
+    ps.testing.assert_trees_allclose(new, {"v": ps.ShortTermState(ref_v)})
+    ps.testing.assert_trees_allclose(new, eager_new)
+
+
+def test_a_changed_environ_value_retraces():
+    step = ps.compile.jit(leak)
+    states = {"v": ps.ShortTermState(jnp.zeros(2))}
+    x = jnp.ones(2)
+    with ps.environ.context(dt=0.1):
+        a, _ = step(states, x)
+    with ps.environ.context(dt=0.5):
+        b, _ = step(states, x)
+    np.testing.assert_allclose(a, 0.2, rtol=1e-6)
+    np.testing.assert_allclose(b, 1.0, rtol=1e-6)  # a stale trace would give 0.2
+
+
+def test_quantity_environ_values_retrace_too():
+    def f(states):
+        return states["v"].value * (ps.environ.get("dt") / u.ms), states
+
+    step = ps.compile.jit(f)
+    states = {"v": ps.ShortTermState(jnp.ones(()))}
+    with ps.environ.context(dt=0.1 * u.ms):
+        a, _ = step(states)
+    with ps.environ.context(dt=0.2 * u.ms):
+        b, _ = step(states)
+    np.testing.assert_allclose([a, b], [0.1, 0.2], rtol=1e-6)
+
+
+def test_recompiles_on_shape_dtype_and_kind_changes():
+    traces = []
+
+    def f(states):
+        traces.append(1)
+        return None, states
+
+    step = ps.compile.jit(f)
+    step({"a": ps.ParamState(jnp.zeros(2))})
+    step({"a": ps.ParamState(jnp.ones(2))})
+    assert len(traces) == 1
+    step({"a": ps.ParamState(jnp.zeros(3))})
+    step({"a": ps.ParamState(jnp.zeros(2, jnp.int32))})
+    step({"a": ps.ShortTermState(jnp.zeros(2))})
+    step({"a": ps.ParamState(jnp.zeros(2)), "b": ps.ParamState(jnp.zeros(2))})
+    assert len(traces) == 5
+
+
+def test_static_argnums_count_args_after_states():
+    def f(states, x, n):
+        return x * n, states
+
+    step = ps.compile.jit(f, static_argnums=1)
+    out, _ = step({}, jnp.ones(2), 3)
+    np.testing.assert_array_equal(out, 3 * np.ones(2))
+    kw = ps.compile.jit(f, static_argnames="n")
+    out, _ = kw({}, jnp.ones(2), n=4)
+    np.testing.assert_array_equal(out, 4 * np.ones(2))
+
+
+def test_contract_is_checked_at_trace_time():
+    def drops_a_state(states):
+        return None, {}
+
+    with pytest.raises(ps.StateError, match="missing paths: 'w'"):
+        ps.compile.jit(drops_a_state)({"w": ps.ParamState(1.0)})
+
+
+def test_donate_states_deletes_the_input_buffers():
+    step = ps.compile.jit(lambda s: (None, jax.tree.map(lambda v: v + 1, s)), donate_states=True)
+    states = {"w": ps.ParamState(jnp.zeros(4))}
+    _, new = step(states)
+    assert states["w"].value.is_deleted()
+    np.testing.assert_array_equal(new["w"].value, np.ones(4))
+    with pytest.raises((RuntimeError, ValueError), match="deleted"):  # JAX's own error
+        step(states)
+
+
+def test_state_shardings_place_selected_states():
+    devices = jax.devices()
+    assert len(devices) == 4, "conftest.py forces 4 host devices"
+    mesh = jax.sharding.Mesh(np.array(devices), ("d",))
+    sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+    step = ps.compile.jit(
+        lambda s: (None, jax.tree.map(lambda v: v * 2, s)), state_shardings={ps.ParamState: sharded}
+    )
+    states = {"w": ps.ParamState(jnp.arange(8.0)), "v": ps.ShortTermState(jnp.arange(8.0))}
+    _, new = step(states)
+    assert new["w"].value.sharding.is_equivalent_to(sharded, 1)
+    assert len(new["w"].value.addressable_shards) == 4
+    np.testing.assert_array_equal(new["w"].value, 2 * np.arange(8.0))
+    np.testing.assert_array_equal(new["v"].value, 2 * np.arange(8.0))
+
+
+def test_environ_nests_restores_on_error_and_is_per_thread():
+    with ps.environ.context(dt=1):
+        with pytest.raises(RuntimeError), ps.environ.context(dt=2):
+            assert ps.environ.get("dt") == 2
+            raise RuntimeError
+        assert ps.environ.get("dt") == 1
+        seen = {}
+
+        def other():
+            seen["before"] = ps.environ.get("dt", None)
+            with ps.environ.context(dt=3):
+                seen["inside"] = ps.environ.get("dt")
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert seen == {"before": None, "inside": 3}
+        assert ps.environ.get("dt") == 1
+    with pytest.raises(KeyError, match="dt"):
+        ps.environ.get("dt")
