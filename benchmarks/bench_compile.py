@@ -130,6 +130,26 @@ def jit_impls(n_states: int, fresh: bool = False) -> dict:
     return {k: v() if callable(v) else v for k, v in impls.items()}
 
 
+def lower_impls(n_states: int) -> dict:
+    """Factories that trace and lower a fresh jitted update without compiling
+    it: the part of the first call that purestate can influence (XLA's own
+    compile time is the same for every implementation handed the same HLO)."""
+    tree = arrays(n_states)
+    states = as_states(tree)
+
+    def lower(jit, args):
+        def factory():
+            jit(lambda t: (None, relax(t))).lower(args)
+
+        return factory
+
+    impls = {"raw JAX": lower(jax.jit, tree)}
+    why = purestate_missing("compile.jit")
+    impls["purestate"] = why or lower(ps.compile.jit, states)
+    impls[STATE_TREE] = lower(jax.jit, states)
+    return impls
+
+
 # ------------------------------------------------------------------ scan ---
 
 
@@ -193,11 +213,19 @@ def run(quick: bool = False) -> list[Row]:
         if n >= 10_000:
             # XLA alone compiles for ~20 s here; peers are left to the smaller trees.
             impls = {
-                k: (v if k in ("raw JAX", "purestate") else "skipped at this size (time)")
+                k: (
+                    v
+                    if k in ("raw JAX", "purestate", STATE_TREE)
+                    else "skipped at this size (time)"
+                )
                 for k, v in impls.items()
             }
         rows += compare_once(
-            f"first call (trace + compile), {n:,} states", impls, rounds=1 if n >= 10_000 else 3
+            f"first call (trace + compile), {n:,} states", impls, rounds=2 if n >= 10_000 else 3
+        )
+    for n in (10, 1_000, 10_000):
+        rows += compare_once(
+            f"trace + lower only (no XLA compile), {n:,} states", lower_impls(n), rounds=3
         )
     return rows
 
