@@ -4,4 +4,6 @@ Every transform takes and returns stateful functions
 ``f(states, *args) -> (out, new_states)``.
 """
 
-__all__: list[str] = []
+from ._grad import grad, hessian, jacfwd, jacobian, jacrev, vector_grad
+
+__all__ = ["grad", "hessian", "jacfwd", "jacobian", "jacrev", "vector_grad"]
