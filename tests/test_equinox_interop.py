@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 
 import purestate as ps
 
@@ -91,8 +90,3 @@ def test_training_step_under_filter_jit():
         ref = eqx.apply_updates(ref, updates)
     for a, b in zip(_array_leaves(states["mlp"].value), _array_leaves(ref), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
-
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(ps.augment, "grad"), reason="ps.augment.grad has not landed yet (issue: augment)"
-)

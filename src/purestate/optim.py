@@ -9,6 +9,33 @@ Optax sees the selected states' values with two adjustments, the same ones
 ints, ``None`` inside an `equinox.Module`) become ``None`` and are left alone,
 and a `brainunit.Quantity` is reduced to its mantissa (its unit is put back
 after the update).
+
+Example: an `equinox.Module` held in a `ps.ParamState`, trained with
+`ps.augment.grad` (its non-array leaves get ``None`` gradients and stay put):
+
+    >>> import equinox as eqx
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import purestate as ps
+    >>> x = jnp.linspace(-1.0, 1.0, 16)[:, None]
+    >>> y = x**2
+    >>> states = {"mlp": ps.ParamState(eqx.nn.MLP(1, 1, 16, 2, key=jax.random.key(0)))}
+    >>> def loss(states, x, y):
+    ...     pred = jax.vmap(states["mlp"].value)(x)
+    ...     return jnp.mean((pred - y) ** 2), states
+    >>> opt = ps.optim.Optimizer(optax.adam(1e-2))
+    >>> states = opt.init(states)
+    >>> grad_fn = ps.augment.grad(loss, ps.ParamState, return_value=True)
+    >>> @eqx.filter_jit  # the MLP's activation function is a non-array leaf
+    ... def train_step(states, x, y):
+    ...     (grads, value), states = grad_fn(states, x, y)
+    ...     return opt.update(states, grads), value
+    >>> states, first = train_step(states, x, y)
+    >>> for _ in range(200):
+    ...     states, value = train_step(states, x, y)
+    >>> bool(value < first / 10)
+    True
 """
 
 from __future__ import annotations
