@@ -4,6 +4,7 @@ import brainunit as u
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import purestate as ps
@@ -238,19 +239,41 @@ def test_modules_are_hashable_and_hold_no_states():
         Bad()
 
 
-def test_module_grad_through_a_spiking_net_with_plain_jax():
+def test_spiking_net_grads_and_training_step():
+    """ps.augment.grad over a ps.nn model equals plain jax.grad on the parameter
+    subtree; one Optimizer step on top equals optax by hand."""
     net = Net()
     states = net.init(jax.random.key(0), batch_size=2)
-    params = ps.select(states, ps.ParamState)
-    rest = ps.select(states, ps.Not(ps.ParamState))
+    x = 100.0 * jnp.ones((2, 2))
 
-    def loss(params, x):
-        y, _ = net(ps.merge(params, rest), x)
-        return jnp.sum(y**2)
+    def loss(states, x):
+        y, states = net(states, x)
+        return jnp.sum(y**2), states
+
+    params, rest = ps.split(states, ps.ParamState)
+
+    def loss_raw(params):
+        return loss(ps.merge(params, rest), x)[0]
 
     with ps.environ.context(dt=0.1 * u.ms):
-        grads = jax.grad(loss)(params, 100.0 * jnp.ones((2, 2)))
+        grads, new = ps.augment.grad(loss, ps.ParamState)(states, x)
+        expected = jax.grad(loss_raw)(params)
     assert sorted(ps.flatten(grads)) == sorted(ps.flatten(params))
+    for path, g in ps.flatten(grads).items():
+        np.testing.assert_allclose(
+            np.asarray(g.value), np.asarray(ps.get(expected, path)), rtol=1e-6
+        )
+    assert any(float(jnp.abs(g.value).sum()) > 0 for g in ps.flatten(grads).values())
+
+    opt = ps.optim.Optimizer(optax.sgd(0.1))
+    trained = opt.update(opt.init(new), grads)
+    for path, p in ps.flatten(params).items():
+        np.testing.assert_allclose(
+            np.asarray(ps.get(trained, path)),
+            np.asarray(p.value) - 0.1 * np.asarray(ps.get(expected, path)),
+            rtol=1e-6,
+            atol=1e-7,
+        )
 
 
 # --------------------------------------------------------- LI and LeakyReadout
