@@ -4,6 +4,18 @@ Every transform takes and returns stateful functions
 ``f(states, *args) -> (out, new_states)``.
 """
 
+from ._batching import pmap, vmap
 from ._grad import grad, hessian, jacfwd, jacobian, jacrev, vector_grad
+from ._remat import remat
 
-__all__ = ["grad", "hessian", "jacfwd", "jacobian", "jacrev", "vector_grad"]
+__all__ = [
+    "grad",
+    "hessian",
+    "jacfwd",
+    "jacobian",
+    "jacrev",
+    "pmap",
+    "remat",
+    "vector_grad",
+    "vmap",
+]
