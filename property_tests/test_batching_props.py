@@ -76,7 +76,7 @@ def run_case(transform, tree, batched, x_axis, out_axis, axis_name=None):
 
     def raw(values, x):
         x_sum = jnp.sum(x) if axis_name is None else jax.lax.psum(jnp.sum(x), axis_name)
-        new_vals = [update(v, jnp.sum(x)) if a is not None else v for v, a in zip(values, axes)]
+        new_vals = [update(v, jnp.sum(x)) if a is not None else v for v, a in zip(values, axes, strict=False)]
         return x * 2 + x_sum, new_vals
 
     jax_transform = jax.vmap if transform is ps.augment.vmap else jax.pmap
@@ -88,7 +88,7 @@ def run_case(transform, tree, batched, x_axis, out_axis, axis_name=None):
         **({"axis_size": B} if x_axis is None and not in_states else {}),
     )(raw_in, x)
     np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-6)
-    for p, ref in zip(paths, ref_vals):
+    for p, ref in zip(paths, ref_vals, strict=False):
         np.testing.assert_allclose(ps.get(new, p), ref, rtol=1e-5, atol=1e-6)
         assert type(ps.flatten(new)[p]) is type(flat[p])
 
@@ -100,7 +100,7 @@ def test_vmap_equals_jax_vmap(case, axis_name):
 
 @given(cases())
 def test_pmap_equals_jax_pmap(case):
-    tree, batched, x_axis, _ = case
+    _tree, batched, x_axis, _ = case
     # jax.pmap needs a mapped argument even with axis_size.
     assume(x_axis is not None or any(a is not None for a in batched.values()))
     # jax.pmap (JAX 0.10) mis-shards negative axes; ps.augment.pmap rejects them.

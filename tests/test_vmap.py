@@ -86,7 +86,7 @@ def test_random_states_are_split_per_lane_and_pure():
 
     states = {"rng": ps.RandomState(jax.random.key(42))}
     out, new = ps.augment.vmap(draw, axis_size=4)(states)
-    out_again, new_again = ps.augment.vmap(draw, axis_size=4)(states)
+    out_again, _new_again = ps.augment.vmap(draw, axis_size=4)(states)
     np.testing.assert_array_equal(out, out_again)  # a pure function of the states
     assert len(set(np.asarray(out).tolist())) == 4  # lanes draw differently
     # By hand: split once, fold the lane index into the first key.
