@@ -203,14 +203,11 @@ def test_hashable_equal_and_immutable():
 
 def test_seed_example_under_augment_vmap():
     """The seed tutorial's batched call: vmap over the batched V equals the batched call."""
-    vmap = getattr(ps.augment, "vmap", None)
-    if vmap is None:
-        pytest.skip("ps.augment.vmap has not landed yet")
     lif = ps.nn.LIF(3)
     states = lif.init(batch_size=4)
     x = jnp.linspace(1.0, 80.0, 12).reshape(4, 3) * u.mA
     with ps.environ.context(dt=0.1 * u.ms):
-        spk_v, new_v = vmap(lif, in_states=ps.ShortTermState)(states, x)
+        spk_v, new_v = ps.augment.vmap(lif, in_states=ps.ShortTermState)(states, x)
         spk_b, new_b = lif(states, x)
     np.testing.assert_array_equal(np.asarray(spk_v), np.asarray(spk_b))
     assert spk_b.sum() > 0

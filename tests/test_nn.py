@@ -363,12 +363,9 @@ def test_dropout_inference_fit_and_edge_rates():
 
 
 def test_dropout_lanes_under_augment_vmap():
-    vmap = getattr(ps.augment, "vmap", None)
-    if vmap is None:
-        pytest.skip("ps.augment.vmap has not landed yet")
     drop = ps.nn.Dropout(0.5)
     states = drop.init(jax.random.key(0))
-    y, new = vmap(drop)(states, jnp.ones((8, 64)))
+    y, new = ps.augment.vmap(drop)(states, jnp.ones((8, 64)))
     masks = np.asarray(y) > 0
     # Each lane draws from its own key, and the state holds one advanced key.
     assert len({m.tobytes() for m in masks}) == 8
