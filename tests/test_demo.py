@@ -1,6 +1,7 @@
 """Smoke test of the main demo (examples/demo.py) in its quick mode."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 def test_quick_demo_learns_and_writes_its_figures(tmp_path):
     spec = importlib.util.spec_from_file_location("purestate_demo", DEMO)
     demo = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = demo  # dataclasses look their module up
     spec.loader.exec_module(demo)
     accuracy = demo.main(["--quick", "--out", str(tmp_path)])
     assert accuracy > 0.6  # chance is 0.1; two epochs reach about 0.9
