@@ -76,7 +76,10 @@ def run_case(transform, tree, batched, x_axis, out_axis, axis_name=None):
 
     def raw(values, x):
         x_sum = jnp.sum(x) if axis_name is None else jax.lax.psum(jnp.sum(x), axis_name)
-        new_vals = [update(v, jnp.sum(x)) if a is not None else v for v, a in zip(values, axes, strict=False)]
+        new_vals = [
+            update(v, jnp.sum(x)) if a is not None else v
+            for v, a in zip(values, axes, strict=False)
+        ]
         return x * 2 + x_sum, new_vals
 
     jax_transform = jax.vmap if transform is ps.augment.vmap else jax.pmap
