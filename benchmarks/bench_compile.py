@@ -221,7 +221,7 @@ def run(quick: bool = False) -> list[Row]:
                 for k, v in impls.items()
             }
         rows += compare_once(
-            f"first call (trace + compile), {n:,} states", impls, rounds=2 if n >= 10_000 else 3
+            f"first call (trace + compile), {n:,} states", impls, rounds=2 if n >= 10_000 else 5
         )
     for n in (10, 1_000, 10_000):
         rows += compare_once(

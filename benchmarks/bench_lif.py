@@ -153,7 +153,7 @@ def run(quick: bool = False) -> list[Row]:
     rows = compare(
         f"LIF {N:,} neurons x {STEPS:,} steps (whole run)",
         impls,
-        rounds=3 if quick else 7,
+        rounds=3 if quick else 9,
         round_s=0.0,
         warmup=1,
         check=_same_firing,

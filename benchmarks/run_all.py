@@ -159,7 +159,10 @@ def where_time_goes(rows: list[Row]) -> list[str]:
             f"per call ({tree / raw:.2f}x raw JAX) when `jax.jit` flattens and rebuilds them"
         )
         if pure:
-            line += f"; `ps.compile.jit` adds {(pure - tree) * 1e6:+.1f} µs per call on top of that"
+            line += (
+                f"; `ps.compile.jit` adds {(pure - tree) * 1e6:+.1f} µs per call on top of that "
+                f"({(pure / tree - 1) * 100:+.1f} %)"
+            )
         lines.append(line + ".")
     if not lines:
         return []
