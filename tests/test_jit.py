@@ -144,3 +144,43 @@ def test_environ_nests_restores_on_error_and_is_per_thread():
         assert ps.environ.get("dt") == 1
     with pytest.raises(KeyError, match="dt"):
         ps.environ.get("dt")
+
+
+def test_states_holding_equinox_modules_with_function_leaves():
+    import equinox as eqx
+    import optax
+
+    mlp = eqx.nn.MLP(2, 1, 8, 1, key=jax.random.key(0))
+    states = {"mlp": ps.ParamState(mlp)}
+    opt = ps.optim.Optimizer(optax.sgd(0.1))
+    states = opt.init(states)
+    x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+
+    def loss(states, x, y):
+        return jnp.mean((jax.vmap(states["mlp"].value)(x) - y) ** 2), states
+
+    @ps.compile.jit
+    def step(states, x, y):
+        (grads, value), states = ps.augment.grad(loss, ps.ParamState, return_value=True)(
+            states, x, y
+        )
+        return value, opt.update(states, grads)
+
+    value, new = step(states, x, y)
+    value2, _ = step(new, x, y)
+
+    @eqx.filter_jit
+    def ref_step(model, opt_state, x, y):
+        value, grads = eqx.filter_value_and_grad(lambda m: jnp.mean((jax.vmap(m)(x) - y) ** 2))(
+            model
+        )
+        updates, opt_state = optax.sgd(0.1).update(grads, opt_state)
+        return value, eqx.apply_updates(model, updates), opt_state
+
+    ref_value, ref_model, ref_opt = ref_step(
+        mlp, optax.sgd(0.1).init(eqx.filter(mlp, eqx.is_array)), x, y
+    )
+    np.testing.assert_allclose(value, ref_value, rtol=1e-6)
+    ref_value2, _, _ = ref_step(ref_model, ref_opt, x, y)
+    np.testing.assert_allclose(value2, ref_value2, rtol=1e-5)
+    assert new["mlp"].value.activation is mlp.activation

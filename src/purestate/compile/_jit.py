@@ -6,13 +6,16 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 
 from .. import environ
+from .._errors import StateError
+from .._paths import path_str
 from .._selectors import as_selector
 from .._split import merge, split_compiled
-from .._stateful import call_stateful
-from .._tree import StateTree
+from .._stateful import call_stateful, fun_name
+from .._tree import StateTree, iter_states
 
 __all__ = ["jit"]
 
@@ -87,16 +90,43 @@ def jit(
         out, new_states = call_stateful(fun, states, *args, **kwargs)
         return out, _constrain(new_states, placements)
 
-    jitted = jax.jit(
-        traced,
-        static_argnums=(0, *(i + 2 for i in _as_tuple(static_argnums))),
-        static_argnames=_as_tuple(static_argnames),
-        donate_argnums=(1,) if donate_states else (),
-    )
+    def traced_filtered(env_key: Any, arrays: StateTree, static: _Static, *args, **kwargs) -> Any:
+        out, new_states = traced(env_key, eqx.combine(arrays, static.tree), *args, **kwargs)
+        new_arrays, new_static = eqx.partition(new_states, eqx.is_array)
+        static.check_unchanged(new_static, fun)
+        return out, new_arrays
+
+    def compile_with(f: Callable, shift: int) -> Callable:
+        return jax.jit(
+            f,
+            static_argnums=(0, *range(2, shift), *(i + shift for i in _as_tuple(static_argnums))),
+            static_argnames=_as_tuple(static_argnames),
+            donate_argnums=(1,) if donate_states else (),
+        )
+
+    jitted = compile_with(traced, 2)
+    jitted_filtered = compile_with(traced_filtered, 3)
+    needs_filter = [False]
+
+    def call_filtered(env_key: Any, states: StateTree, *args: Any, **kwargs: Any) -> Any:
+        # States holding non-array leaves (an eqx.Module's activation function):
+        # those leaves travel as a static argument, as equinox.filter_jit does.
+        arrays, static = eqx.partition(states, eqx.is_array)
+        out, new_arrays = jitted_filtered(env_key, arrays, _Static(static), *args, **kwargs)
+        return out, eqx.combine(new_arrays, static)
 
     @functools.wraps(fun)
     def wrapper(states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
-        return jitted(environ.cache_key(), states, *args, **kwargs)
+        env_key = environ.cache_key()
+        if not needs_filter[0]:
+            try:
+                return jitted(env_key, states, *args, **kwargs)
+            except TypeError as error:
+                message = str(error)
+                if "as an abstract array" not in message and "not a valid JAX type" not in message:
+                    raise
+                needs_filter[0] = True
+        return call_filtered(env_key, states, *args, **kwargs)
 
     def lower(states: StateTree, *args: Any, **kwargs: Any) -> Any:
         return jitted.lower(environ.cache_key(), states, *args, **kwargs)
@@ -104,3 +134,39 @@ def jit(
     wrapper.lower = lower  # type: ignore[attr-defined]
     wrapper.jitted = jitted  # type: ignore[attr-defined]
     return wrapper
+
+
+class _Static:
+    """The non-array leaves of a state tree, hashable, as a static argument."""
+
+    def __init__(self, tree: StateTree):
+        self.tree = tree
+        leaves, self.treedef = jax.tree.flatten(tree)
+        self.leaves = tuple(leaves)
+
+    def __hash__(self) -> int:
+        return hash((self.treedef, self.leaves))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _Static)
+            and self.treedef == other.treedef
+            and self.leaves == other.leaves
+        )
+
+    def check_unchanged(self, new_tree: StateTree, fun: Callable) -> None:
+        new_leaves, new_def = jax.tree.flatten(new_tree)
+        if new_def == self.treedef and tuple(new_leaves) == self.leaves:
+            return
+        old = dict(iter_states(self.tree))
+        changed = [
+            path_str(path)
+            for path, state in iter_states(new_tree)
+            if jax.tree.flatten(state) != jax.tree.flatten(old[path])
+        ]
+        raise StateError(
+            f"ps.compile.jit({fun_name(fun)}): the function changes non-array leaves "
+            f"(functions, ints, None inside pytree values) of the states "
+            f"{', '.join(map(repr, changed)) or '(structure changed)'}. Under jit only "
+            "array values can change; keep the rest of each value as it was."
+        )
