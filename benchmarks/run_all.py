@@ -141,6 +141,10 @@ READING = [
     "- The machine was shared with other work while this ran; implementations are "
     "interleaved round by round so that load hits them alike, and the ratios are "
     "steadier than the absolute times.",
+    "- The jitted `vmap` case is unstable from run to run on this machine: both State-tree "
+    "variants (purestate and JAX on State tree) compile the same HLO as raw JAX but have "
+    "measured anywhere from 0.6x to 1.35x of it in different runs; purestate stayed within "
+    "about 5 % of JAX on State tree in every run. Read that row against the State-tree column.",
 ]
 
 
