@@ -18,6 +18,7 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 test: $(VENV)/.installed-test,docs,demo
 	$(BIN)/ruff check src tests property_tests benchmarks examples docs
 	$(BIN)/ruff format --check src tests property_tests benchmarks examples docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -d site
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests property_tests \
 		--doctest-modules src/purestate
 
@@ -25,7 +26,7 @@ demo: $(VENV)/.installed-demo
 	$(BIN)/python examples/demo.py $(DEMO_ARGS)
 
 docs: $(VENV)/.installed-docs
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
 # BENCH_ARGS=--quick for a short run; the default run takes about 5 min on 2 cores
 bench: $(VENV)/.installed-bench,demo

@@ -339,8 +339,10 @@ def grad(
         argnums: positions in ``*args`` (0 is the first after `states`) to
             differentiate too; then ``grads = (state_grads, arg_grads)``. With
             ``grad_states=None`` it defaults to 0 and ``grads = arg_grads``.
-        has_aux, return_value: see above.
-        holomorphic, allow_int: as in `jax.grad`.
+        has_aux: `fun` returns ``((value, aux), new_states)``; see above.
+        return_value: also return the value; see above.
+        holomorphic: as in `jax.grad`.
+        allow_int: as in `jax.grad`: differentiate integer states too.
         unit_aware: with brainunit quantities in states, give each gradient the
             unit value_unit / state_unit. Otherwise gradients are plain arrays of
             the mantissas' gradients.

@@ -11,8 +11,8 @@ Example:
     >>> import purestate as ps
     >>> net = ps.nn.Sequential(ps.nn.Linear(2, 3), lambda x: x * u.mA, ps.nn.LIF(3))
     >>> states = net.init(jax.random.key(0), batch_size=5)
-    >>> [ps.get(states, p).shape for p in ("0/weight", "2/V")]
-    [(2, 3), (5, 3)]
+    >>> tuple(ps.get(states, p).shape for p in ("0/weight", "2/V"))
+    ((2, 3), (5, 3))
 """
 
 from . import init

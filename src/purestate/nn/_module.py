@@ -84,8 +84,8 @@ class Module(eqx.Module):
 
         Example:
             >>> import purestate as ps
-            >>> [name for name, _ in ps.nn.Sequential(ps.nn.Linear(2, 2)).children()]
-            ['0']
+            >>> tuple(name for name, _ in ps.nn.Sequential(ps.nn.Linear(2, 2)).children())
+            ('0',)
         """
         for field in dataclasses.fields(self):
             value = getattr(self, field.name, None)
