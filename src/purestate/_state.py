@@ -47,11 +47,18 @@ def _flatten_with_keys(state: State) -> tuple[tuple[tuple[Any, Any]], None]:
     return ((_VALUE_KEY[0], state.value),), None
 
 
+_SET_VALUE: list = []  # the `value` slot's setter, filled in once State exists
+
+
 def _register(cls: type[State]) -> None:
+    new = object.__new__
+    set_value = _SET_VALUE[0]
+
     def unflatten(_: None, children: Any) -> State:
-        # Bypass __init__: children may be tracers, None or sentinels.
-        obj = object.__new__(cls)
-        object.__setattr__(obj, "value", children[0])
+        # Bypass __init__: children may be tracers, None or sentinels. This runs
+        # for every state on every jitted call, so it uses the slot directly.
+        obj = new(cls)
+        set_value(obj, children[0])
         return obj
 
     jax.tree_util.register_pytree_with_keys(
@@ -113,6 +120,7 @@ class State:
         return f"{type(self).__name__}({self.value!r})"
 
 
+_SET_VALUE.append(State.__dict__["value"].__set__)
 _register(State)
 
 
