@@ -193,14 +193,9 @@ class _Mapped:
         try:
             out, (new_in, new_out, new_rest) = self._mapped(*call_args, kwargs)
         except ValueError as error:
-            message = str(error)
-            if "inconsistent sizes" in message:
+            if "inconsistent sizes" in str(error):
                 raise self._explain_size_mismatch(in_parts, error) from error
-            if "out_axes" in message or "mapped output" in message:
-                paths = self._find_batched(call_args, kwargs)
-                if paths:
-                    raise self._batch_axis_error(paths) from error
-            raise
+            self._reraise_with_paths(error, call_args, kwargs)
         return out, merge(*new_in, *new_out, new_rest, next_keys)
 
     def _check_pmap_outputs(self, call_args: tuple, kwargs: dict) -> None:
@@ -218,13 +213,18 @@ class _Mapped:
         try:
             jax.eval_shape(self._build(transform=jax.vmap), *call_args, kwargs)
         except ValueError as error:
-            message = str(error)
-            if "out_axes" in message or "mapped output" in message:
-                paths = self._find_batched(call_args, kwargs)
-                if paths:
-                    raise self._batch_axis_error(paths) from error
-            raise
+            self._reraise_with_paths(error, call_args, kwargs)
         self._checked.add(key)
+
+    def _reraise_with_paths(self, error: ValueError, call_args: tuple, kwargs: dict) -> None:
+        """Turn JAX's "batched output with out_axes None" error into a
+        `ps.BatchAxisError` naming every offending state; re-raise anything else."""
+        message = str(error)
+        if "out_axes" in message or "mapped output" in message:
+            paths = self._find_batched(call_args, kwargs)
+            if paths:
+                raise self._batch_axis_error(paths) from error
+        raise error
 
 
 def _axes_tree(tree: StateTree, axis_of: Callable[[Path], int | None], prefix: Path = ()) -> dict:
