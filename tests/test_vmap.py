@@ -132,3 +132,17 @@ def test_composes_with_grad_and_jit():
         states["w"].value, xs
     )
     np.testing.assert_allclose(grads["w"].value, ref, rtol=1e-6)
+
+
+def test_pytree_in_axes_and_out_axes_match_jax_vmap():
+    def step(states, inputs):
+        y = inputs["a"] * states["w"].value + inputs["b"]
+        return {"y": y, "mean": jnp.mean(inputs["b"])}, states
+
+    inputs = {"a": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+    states = {"w": ps.ParamState(jnp.float32(2.0))}
+    in_axes = ({"a": 1, "b": None},)
+    out_axes = {"y": 1, "mean": None}
+    out, _ = ps.augment.vmap(step, in_axes=in_axes, out_axes=out_axes)(states, inputs)
+    ref = jax.vmap(lambda i: step(states, i)[0], in_axes=in_axes, out_axes=out_axes)(inputs)
+    ps.testing.assert_trees_allclose(out, ref)
