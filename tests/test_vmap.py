@@ -139,7 +139,7 @@ def test_pytree_in_axes_and_out_axes_match_jax_vmap():
         y = inputs["a"] * states["w"].value + inputs["b"]
         return {"y": y, "mean": jnp.mean(inputs["b"])}, states
 
-    inputs = {"a": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+    inputs = {"a": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(2)}
     states = {"w": ps.ParamState(jnp.float32(2.0))}
     in_axes = ({"a": 1, "b": None},)
     out_axes = {"y": 1, "mean": None}
