@@ -184,3 +184,104 @@ def test_states_holding_equinox_modules_with_function_leaves():
     ref_value2, _, _ = ref_step(ref_model, ref_opt, x, y)
     np.testing.assert_allclose(value2, ref_value2, rtol=1e-5)
     assert new["mlp"].value.activation is mlp.activation
+
+
+def _nested_states():
+    return {
+        "layer": {"w": ps.ParamState(jnp.arange(3.0)), "b": ps.ParamState(jnp.ones(3))},
+        "v": ps.ShortTermState(jnp.full(3, 2.0)),
+        "count": ps.LongTermState(jnp.zeros((), jnp.int32)),
+    }
+
+
+def test_nested_mixed_kinds_match_jax_jit_on_plain_arrays():
+    def f(states, x):
+        w, b, v = states["layer"]["w"].value, states["layer"]["b"].value, states["v"].value
+        v = 0.5 * v + w * x + b
+        new = ps.set(states, "v", v)
+        return v.sum(), ps.set(new, "count", states["count"].value + 1)
+
+    @jax.jit
+    def plain(w, b, v, count, x):
+        v = 0.5 * v + w * x + b
+        return v.sum(), v, count + 1
+
+    states = _nested_states()
+    out, new = ps.compile.jit(f)(states, 2.0)
+    ref_out, ref_v, ref_count = plain(
+        jnp.arange(3.0), jnp.ones(3), jnp.full(3, 2.0), jnp.zeros((), jnp.int32), 2.0
+    )
+    np.testing.assert_allclose(out, ref_out)
+    np.testing.assert_allclose(ps.get(new, "v"), ref_v)
+    assert int(ps.get(new, "count")) == int(ref_count)
+    assert jax.tree.structure(new) == jax.tree.structure(states)  # kinds and nesting kept
+
+
+def test_output_keeps_the_input_key_order_whatever_order_fun_returns():
+    def reorders(states):
+        return None, {k: states[k] for k in sorted(states, reverse=True)}
+
+    states = {
+        "b": ps.ParamState(jnp.ones(1)),
+        "a": ps.ParamState(jnp.zeros(1)),
+        "c": ps.ParamState(jnp.full(1, 2.0)),
+    }
+    _, new = ps.compile.jit(reorders)(states)
+    assert list(new) == ["b", "a", "c"]
+    for key in states:
+        np.testing.assert_array_equal(new[key].value, states[key].value)
+
+
+def test_same_shapes_under_other_kinds_or_key_order_are_not_served_a_stale_trace():
+    traces = []
+
+    def scale_params(states):
+        traces.append(1)
+        params, rest = ps.split(states, ps.ParamState)
+        return None, ps.merge(jax.tree.map(lambda v: 10 * v, params), rest)
+
+    step = ps.compile.jit(scale_params)
+    a, b = jnp.ones(2), jnp.full(2, 2.0)
+    _, new = step({"x": ps.ParamState(a), "y": ps.ShortTermState(b)})
+    np.testing.assert_array_equal(new["x"].value, 10 * a)
+    np.testing.assert_array_equal(new["y"].value, b)
+    # Same keys and shapes, kinds swapped: a new trace, the other state scaled.
+    _, new = step({"x": ps.ShortTermState(a), "y": ps.ParamState(b)})
+    np.testing.assert_array_equal(new["x"].value, a)
+    np.testing.assert_array_equal(new["y"].value, 10 * b)
+    assert (type(new["x"]), type(new["y"])) == (ps.ShortTermState, ps.ParamState)
+    # Same states, keys in another order: correct values under the right keys.
+    _, new = step({"y": ps.ParamState(b), "x": ps.ShortTermState(a)})
+    np.testing.assert_array_equal(new["y"].value, 10 * b)
+    np.testing.assert_array_equal(new["x"].value, a)
+    assert len(traces) == 3
+    # A nested dict where a state was: new layout, new trace.
+    _, new = step({"x": {"inner": ps.ParamState(a)}, "y": ps.ParamState(b)})
+    np.testing.assert_array_equal(new["x"]["inner"].value, 10 * a)
+    assert len(traces) == 4
+
+
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        ({"w": jnp.ones(2)}, ps.StateError, "not a State"),
+        ({1: ps.ParamState(jnp.ones(2))}, ps.StateError, "str keys"),
+        (ps.ParamState(jnp.ones(2)), ps.StateError, "ParamState"),
+        ([ps.ParamState(jnp.ones(2))], ps.StateError, "dict"),
+    ],
+)
+def test_trees_that_are_not_state_trees_get_the_general_paths_errors(bad, error, match):
+    step = ps.compile.jit(lambda s: (None, s))
+    step({"w": ps.ParamState(jnp.ones(2))})  # the fast path is warm
+    with pytest.raises(error, match=match):
+        step(bad)
+
+
+def test_empty_and_deep_trees():
+    step = ps.compile.jit(lambda s, x: (x + 1, jax.tree.map(lambda v: v * 2, s)))
+    out, new = step({}, 1.0)
+    assert new == {} and float(out) == 2.0
+    deep = {"a": {"b": {"c": {"d": ps.ShortTermState(jnp.ones(2))}}, "e": {}}}
+    _, new = step(deep, 1.0)
+    np.testing.assert_array_equal(new["a"]["b"]["c"]["d"].value, 2 * np.ones(2))
+    assert new["a"]["e"] == {}

@@ -47,12 +47,9 @@ def _flatten_with_keys(state: State) -> tuple[tuple[tuple[Any, Any]], None]:
     return ((_VALUE_KEY[0], state.value),), None
 
 
-_SET_VALUE: list = []  # the `value` slot's setter, filled in once State exists
-
-
 def _register(cls: type[State]) -> None:
     new = object.__new__
-    set_value = _SET_VALUE[0]
+    set_value = set_value_unchecked
 
     def unflatten(_: None, children: Any) -> State:
         # Bypass __init__: children may be tracers, None or sentinels. This runs
@@ -120,7 +117,9 @@ class State:
         return f"{type(self).__name__}({self.value!r})"
 
 
-_SET_VALUE.append(State.__dict__["value"].__set__)
+# Sets a new state's `value` slot without `__init__`'s normalisation: for
+# values that may be tracers, None or sentinels, on paths that run every call.
+set_value_unchecked = State.__dict__["value"].__set__
 _register(State)
 
 

@@ -107,8 +107,12 @@ class _Mapped:
 
     # The function JAX maps: everything it needs comes in as arguments.
     def _lane(self, in_parts, out_parts, rest, rng_base, args, kwargs):
-        lane = jax.lax.axis_index(self.lane_axis)
-        rng = jax.tree.map(lambda key: jax.random.fold_in(key, lane), rng_base)
+        rng = rng_base
+        if rng_base:
+            # Only when there are keys: in eager mode each op is dispatched on
+            # its own, so an unused axis_index would cost a whole op per call.
+            lane = jax.lax.axis_index(self.lane_axis)
+            rng = jax.tree.map(lambda key: jax.random.fold_in(key, lane), rng_base)
         states = merge(*in_parts, *out_parts, rest, rng)
         out, new_states = call_stateful(self.fun, states, *args, **kwargs)
         new_in = tuple(select(new_states, part) for part in in_parts)

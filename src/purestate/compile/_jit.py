@@ -16,8 +16,11 @@ from .._selectors import as_selector
 from .._split import merge, split_compiled
 from .._stateful import call_stateful, fun_name
 from .._tree import StateTree, iter_states
+from ._layout import Layout, take_apart
 
 __all__ = ["jit"]
+
+_UNSEEN = object()
 
 
 def _as_tuple(x: int | str | Sequence[Any]) -> tuple:
@@ -47,10 +50,13 @@ def jit(
 ) -> Callable:
     """Compile a stateful function ``fun(states, *args) -> (out, new_states)``.
 
-    A thin `jax.jit`: per call it adds only an O(1) lookup of the current
-    `ps.environ` settings, which are part of the cache key, so a changed ``dt``
-    retraces instead of reusing a stale trace. It retraces when a state's
-    structure, shape or dtype changes, as `jax.jit` does.
+    A thin `jax.jit`. It hands JAX the states' values as a flat list and the
+    tree's layout (keys, nesting, kinds) as a static argument, so a call costs
+    less than `jax.jit` on the state tree itself, whose `State` nodes JAX would
+    flatten and rebuild through Python callbacks. The current `ps.environ`
+    settings are part of the cache key, so a changed ``dt`` retraces instead of
+    reusing a stale trace. It retraces when a state's structure, kind, shape or
+    dtype changes, or when the tree's keys come in another order.
 
     Args:
         fun: the stateful function (or use ``@ps.compile.jit(...)``).
@@ -104,9 +110,28 @@ def jit(
             donate_argnums=(1,) if donate_states else (),
         )
 
+    def traced_flat(env_key: Any, values: list, layout: Layout, *args: Any, **kwargs: Any) -> Any:
+        out, new_states = traced(env_key, layout.build(values), *args, **kwargs)
+        return out, layout.values_of(new_states)  # same paths and kinds: checked in traced
+
     jitted = compile_with(traced, 2)
+    jitted_flat = compile_with(traced_flat, 3)
     jitted_filtered = compile_with(traced_filtered, 3)
+    layouts: dict[tuple, Layout | None] = {}
     needs_filter = [False]
+
+    def taken_apart(states: StateTree) -> tuple[list | None, Layout | None]:
+        """The fast path's values and layout; no layout for anything but a
+        plain state tree (the general path then handles it, or explains what
+        is wrong with it)."""
+        try:
+            values, signature = take_apart(states)
+        except (AttributeError, TypeError):
+            return None, None
+        layout = layouts.get(signature, _UNSEEN)
+        if layout is _UNSEEN:
+            layout = Layout.of(signature, layouts)
+        return values, layout
 
     def call_filtered(env_key: Any, states: StateTree, *args: Any, **kwargs: Any) -> Any:
         # States holding non-array leaves (an eqx.Module's activation function):
@@ -118,21 +143,29 @@ def jit(
     @functools.wraps(fun)
     def wrapper(states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
         env_key = environ.cache_key()
-        if not needs_filter[0]:
-            try:
+        if needs_filter[0]:
+            return call_filtered(env_key, states, *args, **kwargs)
+        values, layout = taken_apart(states)
+        try:
+            if layout is None:
                 return jitted(env_key, states, *args, **kwargs)
-            except TypeError as error:
-                message = str(error)
-                if "as an abstract array" not in message and "not a valid JAX type" not in message:
-                    raise
-                needs_filter[0] = True
-        return call_filtered(env_key, states, *args, **kwargs)
+            out, new_values = jitted_flat(env_key, values, layout, *args, **kwargs)
+        except TypeError as error:
+            message = str(error)
+            if "as an abstract array" not in message and "not a valid JAX type" not in message:
+                raise
+            needs_filter[0] = True
+            return call_filtered(env_key, states, *args, **kwargs)
+        return out, layout.build(new_values)
 
     def lower(states: StateTree, *args: Any, **kwargs: Any) -> Any:
-        return jitted.lower(environ.cache_key(), states, *args, **kwargs)
+        env_key = environ.cache_key()
+        values, layout = taken_apart(states)
+        if layout is None:
+            return jitted.lower(env_key, states, *args, **kwargs)
+        return jitted_flat.lower(env_key, values, layout, *args, **kwargs)
 
     wrapper.lower = lower  # type: ignore[attr-defined]
-    wrapper.jitted = jitted  # type: ignore[attr-defined]
     return wrapper
 
 
