@@ -133,6 +133,16 @@ def select(tree: StateTree, selector: SelectorLike) -> StateTree:
     return split_compiled(tree, (as_selector(selector),))[0]
 
 
+def select_like(tree: StateTree, like: StateTree) -> StateTree:
+    """The states of `tree` at the paths of `like`, a part of a tree with the
+    same layout as `tree` (after a stateful function checked that it kept its
+    paths): a walk over `like`'s keys, with no selector to match."""
+    return {
+        key: select_like(tree[key], sub) if type(sub) is dict else tree[key]
+        for key, sub in like.items()
+    }
+
+
 def _merge_into(out: dict, tree: Any, prefix: Path) -> None:
     if not isinstance(tree, dict):
         list(iter_states(tree, prefix))  # raises the right error

@@ -10,6 +10,7 @@ function that takes the parts as arguments, so JAX's own caches apply.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -18,7 +19,7 @@ import jax
 from .._errors import BatchAxisError, StateError
 from .._paths import Path, describe_paths, path_str
 from .._selectors import Selector, as_selector
-from .._split import merge, select, split_compiled
+from .._split import merge, select_like, split_compiled
 from .._state import RandomState
 from .._stateful import call_stateful, fun_name
 from .._tree import StateTree, iter_states
@@ -88,6 +89,11 @@ class _Mapped:
         self.axis_size = axis_size
         self.extra = extra  # devices / backend for pmap
         self.selectors = tuple(sel for _, sel in self.in_map + self.out_map)
+        self.random_states = (as_selector(RandomState),)
+        # An eager jax.vmap reads its function's signature on every call (for
+        # debug info); a plain function with a precomputed one answers at once.
+        self._lane_function = functools.partial(_call_lane, self)
+        self._lane_function.__signature__ = inspect.signature(self._lane)
         self.in_axes_of_parts = tuple(axis for axis, _ in self.in_map)
         self.out_axes_of_parts = tuple(axis for axis, _ in self.out_map)
         if kind == "pmap":
@@ -115,9 +121,10 @@ class _Mapped:
             rng = jax.tree.map(lambda key: jax.random.fold_in(key, lane), rng_base)
         states = merge(*in_parts, *out_parts, rest, rng)
         out, new_states = call_stateful(self.fun, states, *args, **kwargs)
-        new_in = tuple(select(new_states, part) for part in in_parts)
-        new_out = tuple(select(new_states, part) for part in out_parts)
-        return out, (new_in, new_out, select(new_states, rest))
+        # call_stateful checked that new_states kept every path and kind.
+        new_in = tuple(select_like(new_states, part) for part in in_parts)
+        new_out = tuple(select_like(new_states, part) for part in out_parts)
+        return out, (new_in, new_out, select_like(new_states, rest))
 
     def _build(self, rest_axes: Any = None, transform: Callable | None = None) -> Callable:
         """The mapped callable; `rest_axes` are the out_axes of the states that
@@ -130,13 +137,13 @@ class _Mapped:
         )
         if transform is jax.pmap:
             options.update(self.extra)
-        return transform(self._lane, **options)
+        return transform(self._lane_function, **options)
 
     def _split(self, states: StateTree):
         *parts, rest = split_compiled(states, self.selectors)
         n_in = len(self.in_map)
         in_parts, out_parts = tuple(parts[:n_in]), tuple(parts[n_in:])
-        rng_base, rest = split_compiled(rest, (as_selector(RandomState),))
+        rng_base, rest = split_compiled(rest, self.random_states)
         return in_parts, out_parts, rest, rng_base
 
     def _check_arguments(self, in_parts: tuple, args: tuple, kwargs: dict) -> None:
@@ -229,6 +236,10 @@ class _Mapped:
             if paths:
                 raise self._batch_axis_error(paths) from error
         raise error
+
+
+def _call_lane(mapped: _Mapped, *parts: Any) -> Any:
+    return mapped._lane(*parts)
 
 
 def _axes_tree(tree: StateTree, axis_of: Callable[[Path], int | None], prefix: Path = ()) -> dict:
