@@ -13,6 +13,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from _harness import Row, compare, compare_once, print_rows, unavailable
 from _models import STATE_TREE, purestate_missing
 
@@ -150,6 +151,86 @@ def lower_impls(n_states: int) -> dict:
     return impls
 
 
+# ------------------------------------- a step that leaves its weights alone ---
+
+WEIGHTS = 1_000
+
+
+def unchanged_weights_impls() -> dict:
+    """One jitted step of ``v <- 0.9 v + tanh(W v + x)`` with a 1,000 x 1,000
+    weight that the step reads and does not change. Raw JAX returns only `v`;
+    a stateful function returns every state, and `jax.jit` copies an input
+    returned as it is, so the weight's 4 MB are copied per call unless the
+    implementation hands unchanged states back itself."""
+    rng = np.random.default_rng(3)
+    W = jnp.asarray(rng.normal(size=(WEIGHTS, WEIGHTS)) / np.sqrt(WEIGHTS), jnp.float32)
+    v0, x = jnp.zeros(WEIGHTS), jnp.ones(WEIGHTS)
+
+    def update(W, v, x):
+        return 0.9 * v + jnp.tanh(W @ v + x)
+
+    raw = jax.jit(update)
+    impls = {"raw JAX": lambda: raw(W, v0, x)}
+    states = {"W": ps.ParamState(W), "v": ps.ShortTermState(v0)}
+
+    def step(states, x):
+        v = update(states["W"].value, states["v"].value, x)
+        return None, {**states, "v": states["v"].replace(v)}
+
+    why = purestate_missing("compile.jit")
+    if why:
+        impls["purestate"] = why
+    else:
+        pure = ps.compile.jit(step)
+        impls["purestate"] = lambda: pure(states, x)
+    on_tree = jax.jit(step)
+    impls[STATE_TREE] = lambda: on_tree(states, x)
+
+    why = unavailable("brainstate")
+    if why:
+        impls["brainstate"] = why
+    else:
+        import brainstate as bst
+
+        W_state, v_state = bst.ParamState(W), bst.ShortTermState(v0)
+
+        @bst.transform.jit
+        def bst_step(x):
+            v_state.value = update(W_state.value, v_state.value, x)
+
+        impls["brainstate"] = lambda: bst_step(x)
+
+    why = unavailable("flax.nnx")
+    if why:
+        impls["Flax NNX"] = why
+    else:
+        from flax import nnx
+
+        class Cell(nnx.Module):
+            def __init__(self):
+                self.W = nnx.Param(W)
+                self.v = nnx.Variable(v0)
+
+        cell = Cell()
+
+        @nnx.jit
+        def nnx_step(cell, x):
+            cell.v[...] = update(cell.W[...], cell.v[...], x)
+
+        impls["Flax NNX"] = lambda: nnx_step(cell, x)
+
+    why = unavailable("equinox")
+    if why:
+        impls["Equinox"] = why
+    else:
+        import equinox as eqx
+
+        tree = {"W": W, "v": v0}
+        eqx_step = eqx.filter_jit(lambda t, x: {**t, "v": update(t["W"], t["v"], x)})
+        impls["Equinox"] = lambda: eqx_step(tree, x)
+    return impls
+
+
 # ------------------------------------------------------------------ scan ---
 
 
@@ -204,6 +285,11 @@ def run(quick: bool = False) -> list[Row]:
     rows = []
     for n in (10, 1_000):
         rows += compare(f"jit per call, {n:,} states", jit_impls(n), rounds=7 if quick else 15)
+    rows += compare(
+        f"jitted step leaving a {WEIGHTS:,}x{WEIGHTS:,} weight unchanged",
+        unchanged_weights_impls(),
+        rounds=7 if quick else 15,
+    )
     rows += compare(
         f"scan of {SCAN_STEPS:,} steps (whole scan)", scan_impls(), rounds=5 if quick else 11
     )

@@ -16,7 +16,7 @@ from .._selectors import as_selector
 from .._split import merge, split_compiled
 from .._stateful import call_stateful, fun_name
 from .._tree import StateTree, iter_states
-from ._layout import Layout, take_apart
+from ._layout import Layout, PassedThrough, take_apart
 
 __all__ = ["jit"]
 
@@ -56,7 +56,9 @@ def jit(
     flatten and rebuild through Python callbacks. The current `ps.environ`
     settings are part of the cache key, so a changed ``dt`` retraces instead of
     reusing a stale trace. It retraces when a state's structure, kind, shape or
-    dtype changes, or when the tree's keys come in another order.
+    dtype changes, or when the tree's keys come in another order. A state that
+    `fun` returns unchanged comes back holding the very array that went in,
+    where `jax.jit` would copy it (unless the states are donated).
 
     Args:
         fun: the stateful function (or use ``@ps.compile.jit(...)``).
@@ -112,7 +114,10 @@ def jit(
 
     def traced_flat(env_key: Any, values: list, layout: Layout, *args: Any, **kwargs: Any) -> Any:
         out, new_states = traced(env_key, layout.build(values), *args, **kwargs)
-        return out, layout.values_of(new_states)  # same paths and kinds: checked in traced
+        new_values = layout.values_of(new_states)  # same paths and kinds: checked in traced
+        if donate_states:  # a donated input cannot be handed back
+            return out, new_values, None
+        return out, *PassedThrough.leave_out(values, new_values)
 
     jitted = compile_with(traced, 2)
     jitted_flat = compile_with(traced_flat, 3)
@@ -149,13 +154,15 @@ def jit(
         try:
             if layout is None:
                 return jitted(env_key, states, *args, **kwargs)
-            out, new_values = jitted_flat(env_key, values, layout, *args, **kwargs)
+            out, new_values, passed = jitted_flat(env_key, values, layout, *args, **kwargs)
         except TypeError as error:
             message = str(error)
             if "as an abstract array" not in message and "not a valid JAX type" not in message:
                 raise
             needs_filter[0] = True
             return call_filtered(env_key, states, *args, **kwargs)
+        if passed is not None:
+            new_values = passed.fill_in(values, new_values)
         return out, layout.build(new_values)
 
     def lower(states: StateTree, *args: Any, **kwargs: Any) -> Any:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+
 from .._state import State, set_value_unchecked
 from .._tree import StateTree
 
-__all__ = ["Layout", "take_apart"]
+__all__ = ["Layout", "PassedThrough", "take_apart"]
 
 _new = object.__new__
 
@@ -120,3 +122,52 @@ class Layout:
         values: list = []
         _values_in_plan_order(self._plan, tree, values)
         return values
+
+
+class PassedThrough:
+    """Where a traced call returned one of its input values unchanged.
+
+    `jax.jit` copies every output, even an input returned as it is, so a step
+    that updates a few states and hands back large unchanged weights would copy
+    the weights on every call. The traced function leaves such values out and
+    returns this marker instead: a pytree node without leaves whose positions
+    are static structure, so each trace carries its own and the caller learns
+    per call which values to take from its inputs.
+    """
+
+    __slots__ = ("passed", "changed")
+
+    def __init__(self, passed: tuple[int, ...], changed: tuple[int, ...]):
+        self.passed = passed
+        self.changed = changed
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PassedThrough) and (self.passed, self.changed) == (
+            other.passed,
+            other.changed,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.passed, self.changed))
+
+    @staticmethod
+    def leave_out(inputs: list, outputs: list) -> tuple[list, PassedThrough | None]:
+        """At trace time: the outputs that are not inputs passed through, and
+        the marker saying where those went (None if there are none)."""
+        passed = tuple(i for i, (a, b) in enumerate(zip(inputs, outputs, strict=True)) if a is b)
+        if not passed:
+            return outputs, None
+        changed = tuple(i for i in range(len(outputs)) if outputs[i] is not inputs[i])
+        return [outputs[i] for i in changed], PassedThrough(passed, changed)
+
+    def fill_in(self, inputs: list, changed_values: list) -> list:
+        """At call time: every new value, the passed-through ones from `inputs`."""
+        values = list(inputs)
+        for position, value in zip(self.changed, changed_values, strict=True):
+            values[position] = value
+        return values
+
+
+# The marker's positions are its structure: the node itself (stored in the
+# output's treedef) comes back on every call, so there is nothing to rebuild.
+jax.tree_util.register_pytree_node(PassedThrough, lambda m: ((), m), lambda m, _: m)
