@@ -329,3 +329,19 @@ def test_donated_states_are_not_handed_back():
     np.testing.assert_array_equal(new["w"].value, np.ones(3))
     np.testing.assert_array_equal(new["v"].value, np.ones(3))
     assert new["w"].value is not w and w.is_deleted()
+
+
+def test_passed_through_states_under_outer_transforms():
+    step = ps.compile.jit(lambda s, x: ((s["w"].value * x).sum(), s))  # hands every state back
+
+    def loss(w):
+        out, new = step({"w": ps.ParamState(w)}, 3.0)
+        return out + (new["w"].value ** 2).sum()
+
+    def plain(w):
+        return (w * 3.0).sum() + (w**2).sum()
+
+    w = jnp.array([1.0, -2.0])
+    np.testing.assert_allclose(jax.grad(loss)(w), jax.grad(plain)(w))
+    ws = jnp.arange(6.0).reshape(3, 2)
+    np.testing.assert_allclose(jax.vmap(loss)(ws), jax.vmap(plain)(ws))
