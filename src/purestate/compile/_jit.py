@@ -20,8 +20,6 @@ from ._layout import Layout, PassedThrough, take_apart
 
 __all__ = ["jit"]
 
-_UNSEEN = object()
-
 
 def _as_tuple(x: int | str | Sequence[Any]) -> tuple:
     return (x,) if isinstance(x, (int, str)) else tuple(x)
@@ -133,10 +131,7 @@ def jit(
             values, signature = take_apart(states)
         except (AttributeError, TypeError):
             return None, None
-        layout = layouts.get(signature, _UNSEEN)
-        if layout is _UNSEEN:
-            layout = Layout.of(signature, layouts)
-        return values, layout
+        return values, Layout.of(signature, layouts)
 
     def call_filtered(env_key: Any, states: StateTree, *args: Any, **kwargs: Any) -> Any:
         # States holding non-array leaves (an eqx.Module's activation function):
