@@ -75,7 +75,18 @@ class _Mapped:
     """The shared machinery of `vmap` and `pmap`."""
 
     def __init__(
-        self, fun, kind, in_axes, out_axes, in_states, out_states, axis_name, axis_size, extra
+        self,
+        fun,
+        kind,
+        *,
+        in_axes,
+        out_axes,
+        in_states,
+        out_states,
+        axis_name,
+        axis_size,
+        devices=None,
+        backend=None,
     ):
         self.fun = fun
         self.kind = kind
@@ -87,7 +98,7 @@ class _Mapped:
         self.axis_name = axis_name
         self.lane_axis = axis_name if axis_name is not None else _LANE_AXIS
         self.axis_size = axis_size
-        self.extra = extra  # devices / backend for pmap
+        self.extra = {"devices": devices, "backend": backend}  # for pmap only
         self.selectors = tuple(sel for _, sel in self.in_map + self.out_map)
         self.random_states = (as_selector(RandomState),)
         # An eager jax.vmap reads its function's signature on every call (for
@@ -100,6 +111,12 @@ class _Mapped:
             self._reject_negative_axes()
         self._mapped = self._build()
         self._checked: set[Hashable] = set()
+
+    def as_function(self) -> Callable:
+        """The transformed function, named and documented like `fun`."""
+        return functools.wraps(self.fun)(
+            lambda states, *args, **kwargs: self(states, *args, **kwargs)
+        )
 
     def _reject_negative_axes(self) -> None:
         # jax.pmap (JAX 0.10) shards the wrong dimension for negative axes.
@@ -303,10 +320,7 @@ def vmap(
     )
     if fun is None:
         return functools.partial(vmap, **options)
-    mapped = _Mapped(
-        fun, "vmap", in_axes, out_axes, in_states, out_states, axis_name, axis_size, {}
-    )
-    return functools.wraps(fun)(lambda states, *args, **kwargs: mapped(states, *args, **kwargs))
+    return _Mapped(fun, "vmap", **options).as_function()
 
 
 def pmap(
@@ -351,8 +365,4 @@ def pmap(
     )
     if fun is None:
         return functools.partial(pmap, **options)
-    extra = {"devices": devices, "backend": backend}
-    mapped = _Mapped(
-        fun, "pmap", in_axes, out_axes, in_states, out_states, axis_name, axis_size, extra
-    )
-    return functools.wraps(fun)(lambda states, *args, **kwargs: mapped(states, *args, **kwargs))
+    return _Mapped(fun, "pmap", **options).as_function()

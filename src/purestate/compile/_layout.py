@@ -135,30 +135,27 @@ class PassedThrough:
     per call which values to take from its inputs.
     """
 
-    __slots__ = ("passed", "changed")
+    __slots__ = ("changed",)
 
-    def __init__(self, passed: tuple[int, ...], changed: tuple[int, ...]):
-        self.passed = passed
-        self.changed = changed
+    def __init__(self, changed: tuple[int, ...]):
+        self.changed = changed  # positions of the values the call did change
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, PassedThrough) and (self.passed, self.changed) == (
-            other.passed,
-            other.changed,
-        )
+        return isinstance(other, PassedThrough) and self.changed == other.changed
 
     def __hash__(self) -> int:
-        return hash((self.passed, self.changed))
+        return hash(self.changed)
 
     @staticmethod
     def leave_out(inputs: list, outputs: list) -> tuple[list, PassedThrough | None]:
         """At trace time: the outputs that are not inputs passed through, and
-        the marker saying where those went (None if there are none)."""
-        passed = tuple(i for i, (a, b) in enumerate(zip(inputs, outputs, strict=True)) if a is b)
-        if not passed:
+        the marker saying where they go (None if every output is new)."""
+        changed = tuple(
+            i for i, (a, b) in enumerate(zip(inputs, outputs, strict=True)) if a is not b
+        )
+        if len(changed) == len(outputs):
             return outputs, None
-        changed = tuple(i for i in range(len(outputs)) if outputs[i] is not inputs[i])
-        return [outputs[i] for i in changed], PassedThrough(passed, changed)
+        return [outputs[i] for i in changed], PassedThrough(changed)
 
     def fill_in(self, inputs: list, changed_values: list) -> list:
         """At call time: every new value, the passed-through ones from `inputs`."""
