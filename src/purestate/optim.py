@@ -8,7 +8,14 @@ Optax sees the selected states' values with two adjustments, the same ones
 `equinox` users make by hand: leaves that are not inexact arrays (functions,
 ints, ``None`` inside an `equinox.Module`) become ``None`` and are left alone,
 and a `brainunit.Quantity` is reduced to its mantissa (its unit is put back
-after the update).
+after the update). NumPy arrays and NumPy scalars are arrays like
+`jax.Array`s (the test is `equinox.is_inexact_array`); once updated they come
+back as `jax.Array`s.
+
+The ``'optimizer'`` entry itself is never optimized, whatever `wrt` says:
+`Optimizer.wrt` is the requested selector without that root entry, so
+``ps.augment.grad(loss, opt.wrt)`` gives exactly the gradients that
+`Optimizer.update` takes.
 
 Example: an `equinox.Module` held in a `ps.ParamState`, trained with
 `ps.augment.grad` (its non-array leaves get ``None`` gradients and stay put):
@@ -43,13 +50,14 @@ from __future__ import annotations
 from typing import Any
 
 import brainunit as u
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 
 from ._errors import StateError
 from ._paths import Path, describe_paths, path_str
-from ._selectors import SelectorLike, as_selector
+from ._selectors import All, Not, Selector, SelectorLike, as_selector
 from ._split import require_match, split_compiled, update
 from ._state import LongTermState, ParamState, State
 from ._tree import StateTree, iter_states
@@ -57,6 +65,21 @@ from ._tree import StateTree, iter_states
 __all__ = ["Optimizer", "OPTIMIZER_KEY"]
 
 OPTIMIZER_KEY = "optimizer"
+_OPTIMIZER_PATH: Path = (OPTIMIZER_KEY,)
+
+
+class _OptimizerEntry(Selector):
+    """Exactly the root path ``('optimizer',)`` (not ``'x/optimizer'``, and not
+    states below a subtree named ``'optimizer'``: only the root entry is the
+    optimizer's own)."""
+
+    cache_key = ("optimizer entry", _OPTIMIZER_PATH)
+
+    def matches(self, path: Path, state: State) -> bool:
+        return path == _OPTIMIZER_PATH
+
+    def __repr__(self) -> str:
+        return f"<the root {OPTIMIZER_KEY!r} entry>"
 
 
 def _is_quantity(x: Any) -> bool:
@@ -66,9 +89,8 @@ def _is_quantity(x: Any) -> bool:
 def _trainable(x: Any) -> Any:
     if isinstance(x, u.Quantity):
         x = x.mantissa
-    if isinstance(x, (jax.Array, jnp.ndarray)) and jnp.issubdtype(x.dtype, jnp.inexact):
-        return x
-    return None
+    # jax.Array, np.ndarray and NumPy scalars alike.
+    return x if eqx.is_inexact_array(x) else None
 
 
 def _view(value: Any) -> Any:
@@ -138,8 +160,15 @@ class Optimizer:
     ``opt.update(states, grads)`` returns the states with the selected ones
     moved by ``tx`` (via `optax.apply_updates`) and the optax state advanced.
     `grads` is a state tree with exactly the selected paths, as returned by
-    ``ps.augment.grad(loss, grad_states=wrt)``; value leaves whose gradient is
-    ``None`` stay unchanged.
+    ``ps.augment.grad(loss, opt.wrt)``; value leaves whose gradient is ``None``
+    stay unchanged, and a selected state with no entry in `grads` at all is a
+    `ps.StateError` naming it.
+
+    ``opt.wrt`` is the selector actually used: `wrt` without the root
+    ``'optimizer'`` entry, which is never optimized (so ``wrt=...`` or
+    ``wrt=ps.LongTermState`` leave the optax state alone). A `wrt` that
+    matches no other state is a `ps.StateError` listing the available paths
+    (raised by `init` and `update`). ``repr(opt)`` shows `wrt` as given.
 
     Example:
         >>> import jax.numpy as jnp
@@ -154,9 +183,26 @@ class Optimizer:
         >>> states = opt.update(states, grads)
         >>> ps.get(states, "w")
         Array([0.9, 2.1], dtype=float32)
+
+        Everything except the optimizer's own entry, in the usual recipe:
+
+        >>> import numpy as np
+        >>> states = {"w": ps.ParamState(np.array([1.0, 2.0], np.float32))}
+        >>> opt = ps.optim.Optimizer(optax.sgd(0.1), wrt=...)
+        >>> opt.wrt
+        All(..., Not(<the root 'optimizer' entry>))
+        >>> states = opt.init(states)
+        >>> def loss(states):
+        ...     return jnp.sum(states["w"].value ** 2), states
+        >>> grads, states = ps.augment.grad(loss, opt.wrt)(states)
+        >>> sorted(grads)
+        ['w']
+        >>> states = opt.update(states, grads)
+        >>> ps.get(states, "w")  # w - 0.1 * 2w
+        Array([0.8, 1.6], dtype=float32)
     """
 
-    __slots__ = ("_selector", "tx", "wrt")
+    __slots__ = ("_requested", "tx", "wrt")
 
     def __init__(self, tx: optax.GradientTransformation, wrt: SelectorLike = ParamState):
         if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
@@ -164,20 +210,22 @@ class Optimizer:
                 "ps.optim.Optimizer takes an optax.GradientTransformation (an object with "
                 f"init and update), e.g. optax.adam(1e-3); got {type(tx).__name__}."
             )
+        requested = as_selector(wrt)
         object.__setattr__(self, "tx", tx)
-        object.__setattr__(self, "wrt", wrt)
-        object.__setattr__(self, "_selector", as_selector(wrt))
+        object.__setattr__(self, "_requested", requested)
+        object.__setattr__(self, "wrt", All(requested, Not(_OptimizerEntry())))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("ps.optim.Optimizer is immutable; make a new one.")
 
     def __repr__(self) -> str:
-        return f"Optimizer(tx={self.tx!r}, wrt={self._selector!r})"
+        return f"Optimizer(tx={self.tx!r}, wrt={self._requested!r})"
 
     def _selected(self, states: StateTree, where: str) -> StateTree:
-        model = {k: v for k, v in states.items() if k != OPTIMIZER_KEY}
-        part = split_compiled(model, (self._selector,))[0]
-        require_match(part, model, self._selector, where)
+        part = split_compiled(states, (self.wrt,))[0]
+        if not part:  # list the paths that could have been selected
+            model = {k: v for k, v in states.items() if k != OPTIMIZER_KEY}
+            require_match(part, model, self.wrt, where)
         return part
 
     def init(self, states: StateTree) -> StateTree:
@@ -224,7 +272,7 @@ class Optimizer:
             )
         params = dict(iter_states(self._selected(states, "Optimizer.update")))
         grad_states = dict(iter_states(grads))
-        _check_same_paths(params, grad_states, self._selector)
+        _check_same_paths(params, grad_states, self.wrt)
 
         param_views, grad_views, masks = {}, {}, {}
         for path, state in params.items():
@@ -272,9 +320,14 @@ def _check_same_paths(params: dict[Path, State], grads: dict[Path, State], selec
         problems.append(f"no gradient for the selected states {describe_paths(missing)}")
     if extra:
         problems.append(f"gradients for states that wrt does not select: {describe_paths(extra)}")
+    if _OPTIMIZER_PATH in extra:
+        problems.append(
+            f"the optimizer's own {OPTIMIZER_KEY!r} entry is never optimized, so it takes "
+            "no gradient"
+        )
     raise StateError(
-        f"Optimizer.update: grads do not match the states selected by wrt={selector!r} "
-        f"({'; '.join(problems)}). Compute grads with ps.augment.grad(loss, grad_states=wrt) "
-        "for the same selector, or build the Optimizer with a wrt that selects exactly "
-        "the states you differentiate."
+        f"Optimizer.update: grads do not match the states selected by {selector!r} "
+        f"({'; '.join(problems)}). Compute grads with ps.augment.grad(loss, opt.wrt), "
+        "or build the Optimizer with a wrt that selects exactly the states you "
+        "differentiate."
     )
