@@ -13,9 +13,8 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from ._errors import StateTypeError
-from ._paths import Path, path_str
+from ._paths import Path, check_key
 from ._state import State
-from ._tree import check_key
 
 __all__ = ["Selector", "SelectorLike", "as_selector", "Not", "All", "Any"]
 
@@ -244,12 +243,3 @@ def as_selector(selector: SelectorLike) -> Selector:
         f"Unsupported selector {selector!r} of type {type(selector).__name__}. "
         f"Supported selectors: {SUPPORTED_FORMS}."
     )
-
-
-def describe(selector: Selector) -> str:
-    """A short description of a selector for messages."""
-    return repr(selector)
-
-
-def missing_required(selector: Selector, paths: frozenset[Path] | set[Path]) -> list[str]:
-    return sorted(path_str(p) for p in selector.required_paths - set(paths))

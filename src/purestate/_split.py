@@ -12,12 +12,13 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from ._errors import StateError, StateKeyError
-from ._paths import Path, close_matches, describe_paths, path_str
+from ._layout import Layout, Values
+from ._paths import Path, check_key, describe_paths, did_you_mean, path_str
 from ._selectors import Selector, SelectorLike, as_selector
 from ._state import State
-from ._tree import StateTree, check_key, iter_states, not_a_state
+from ._tree import StateTree, check_tree, iter_states, not_a_state
 
-__all__ = ["compile_selectors", "merge", "require_match", "select", "split", "update"]
+__all__ = ["assign", "compile_selectors", "merge", "require_match", "select", "split", "update"]
 
 _MAX_MEMOS = 512
 _memos: OrderedDict[Hashable, dict[tuple[Path, type], int]] = OrderedDict()
@@ -89,8 +90,7 @@ def _split_node(
 
 def split_compiled(tree: StateTree, compiled: tuple[Selector, ...]) -> tuple[StateTree, ...]:
     """`split` for already compiled selectors (used by the transforms)."""
-    if not isinstance(tree, dict):
-        list(iter_states(tree))  # raises the right error
+    check_tree(tree)
     required = frozenset().union(*(s.required_paths for s in compiled))
     seen: set | None = set() if required else None
     parts = _split_node(tree, (), _decider(compiled), len(compiled) + 1, seen)
@@ -144,8 +144,6 @@ def select_like(tree: StateTree, like: StateTree) -> StateTree:
 
 
 def _merge_into(out: dict, tree: Any, prefix: Path) -> None:
-    if not isinstance(tree, dict):
-        list(iter_states(tree, prefix))  # raises the right error
     for key, child in tree.items():
         check_key(key, prefix)
         path = (*prefix, key)
@@ -184,24 +182,21 @@ def merge(*trees: StateTree) -> StateTree:
     """
     out: dict = {}
     for tree in trees:
+        check_tree(tree)
         _merge_into(out, tree, ())
     return out
 
 
 def _overlay(base: dict, new: Any, prefix: Path, root: StateTree) -> dict:
-    if not isinstance(new, dict):
-        list(iter_states(new, prefix))  # raises the right error
     out = dict(base)
     for key, child in new.items():
         check_key(key, prefix)
         path = (*prefix, key)
         if key not in base:
             existing = [p for p, _ in iter_states(root)]
-            close = close_matches(path, existing)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise StateKeyError(
-                f"ps.update: no state at {path_str(path)!r} in the tree.{hint} "
-                "Use ps.merge to add new states."
+                f"ps.update: no state at {path_str(path)!r} in the tree."
+                f"{did_you_mean(path, existing)} Use ps.merge to add new states."
             )
         old = base[key]
         if isinstance(child, State):
@@ -242,22 +237,85 @@ def update(tree: StateTree, *subtrees: StateTree) -> StateTree:
         >>> float(ps.get(new, "w")), float(ps.get(new, "V"))
         (5.0, 0.0)
     """
-    if not isinstance(tree, dict):
-        list(iter_states(tree))
+    check_tree(tree)
     out = tree
     for sub in subtrees:
+        check_tree(sub)
         out = _overlay(out, sub, (), tree)
     return out
 
 
-def require_match(part: StateTree, tree: StateTree, selector: Selector, where: str) -> None:
-    """Raise `ps.StateError` listing the available paths when `selector` picked
-    no state of `tree` (used by transforms, where an empty selection is a bug)."""
-    if part:
-        return
-    available = [p for p, _ in iter_states(tree)]
-    raise StateError(
-        f"{where}: the selector {selector!r} matches no state. Available paths: "
-        f"{describe_paths(available)}. Select by kind (ps.ParamState), by path glob "
+def no_match_error(where: str, option: str, selector: Selector, paths: Any) -> StateError:
+    """The error for a selector option that picks no state of a tree."""
+    return StateError(
+        f"{where}: the selector {selector!r} given as {option} matches no state. Available "
+        f"paths: {describe_paths(paths)}. Select by kind (ps.ParamState), by path glob "
         "('layer/*') or by a subtree."
     )
+
+
+def require_match(
+    part: StateTree, tree: StateTree, selector: Selector, where: str, option: str = "selector"
+) -> None:
+    """Raise `ps.StateError` listing the available paths when `selector` picked
+    no state of `tree` (used by transforms, where an empty selection is a bug)."""
+    if not part:
+        raise no_match_error(where, option, selector, [p for p, _ in iter_states(tree)])
+
+
+def assign(
+    layout: Layout,
+    values: Values,
+    selectors: tuple[Selector, ...],
+    options: tuple[str, ...],
+    where: str,
+    labels: tuple[Any, ...] | None = None,
+) -> tuple[int, ...]:
+    """For each state of `layout`, the index of the first selector matching
+    it (``len(selectors)`` for none).
+
+    Every selector but ``...`` and ``None`` must match some state, else a
+    `ps.StateError` names its option and lists the paths. With `labels` (an
+    axis per selector), a state matched by selectors with different labels is
+    a `ps.StateError` too. Selectors that depend only on paths and kinds are
+    decided once per layout.
+    """
+    keys = tuple(s.cache_key for s in selectors)
+    cacheable = all(k is not None for k in keys)
+    memo_key = ("assign", keys, labels)
+    if cacheable and memo_key in layout.memo:
+        return layout.memo[memo_key]
+    if cacheable:  # the answer depends on paths and kinds only
+        states = [object.__new__(kind) for _, kind, _ in layout.states]
+    else:
+        states = [layout.state_at(i, v) for i, v in enumerate(values)]
+    n = len(selectors)
+    matched = [False] * n
+    decisions = []
+    for (path, _, _), state in zip(layout.states, states, strict=True):
+        hits = [i for i, sel in enumerate(selectors) if sel.matches(path, state)]
+        for i in hits:
+            matched[i] = True
+        if labels is not None and len({labels[i] for i in hits}) > 1:
+            raise StateError(
+                f"{where}: the state {path_str(path)!r} is given two different axes: "
+                + ", ".join(f"{labels[i]} by {options[i]}={selectors[i]!r}" for i in hits)
+                + ". Give each state one axis (narrow one of the selectors, e.g. with "
+                "ps.All(sel, ps.Not('path')))."
+            )
+        decisions.append(hits[0] if hits else n)
+    paths = set(layout.paths)
+    for i, sel in enumerate(selectors):
+        missing = sel.required_paths - paths
+        if missing:
+            raise StateError(
+                f"{where}: the state-tree selector given as {options[i]} names paths that are "
+                f"not in the tree: {describe_paths(missing)}. Available paths: "
+                f"{describe_paths(paths)}."
+            )
+        if not matched[i] and sel.cache_key not in (("...",), ("None",)):
+            raise no_match_error(where, options[i], sel, paths)
+    result = tuple(decisions)
+    if cacheable:
+        layout.memo[memo_key] = result
+    return result

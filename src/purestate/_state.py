@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import brainunit as u
@@ -9,34 +10,41 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["State", "ParamState", "ShortTermState", "LongTermState", "RandomState"]
+__all__ = ["LongTermState", "ParamState", "RandomState", "ShortTermState", "State", "new_state"]
 
 _VALUE_KEY = (jax.tree_util.GetAttrKey("value"),)
+
+
+_PYTHON_NUMBERS = (bool, int, float, complex)
 
 
 def _as_array_if_python_number(x: Any) -> Any:
     # An explicit dtype makes the array strongly typed, so a later update with
     # a computed array of the same dtype does not change the jit cache key.
-    if isinstance(x, float):
-        return jnp.asarray(x, dtype=float)
-    if isinstance(x, complex):
-        return jnp.asarray(x, dtype=complex)
+    if isinstance(x, _PYTHON_NUMBERS):
+        return jnp.asarray(x, dtype=jax.dtypes.canonicalize_dtype(type(x)))
     return x
 
 
 def _normalise(value: Any) -> Any:
-    """Turn Python float/complex leaves (also a Quantity's mantissa) into arrays,
-    so that they are differentiated like any array."""
+    """Turn Python numbers into arrays, as `jax.jit` does with its arguments:
+    the value itself, a Quantity's mantissa, and the leaves of dicts, lists and
+    tuples. Other pytree nodes (an `equinox.Module`) keep their fields as they
+    are: there a Python number is a static hyperparameter, as in Equinox."""
     if isinstance(value, (jax.Array, np.ndarray)) or value is None:
         return value  # the common case, kept cheap
-    if isinstance(value, (float, complex)):
+    if isinstance(value, _PYTHON_NUMBERS):
         return _as_array_if_python_number(value)
     if isinstance(value, u.Quantity):
         mantissa = value.mantissa
-        if isinstance(mantissa, (float, complex)):
+        if isinstance(mantissa, _PYTHON_NUMBERS):
             return u.Quantity(_as_array_if_python_number(mantissa), unit=value.unit)
         return value
-    return jax.tree.map(_as_array_if_python_number, value)
+    if type(value) in (dict, list, tuple):
+        items = value.items() if type(value) is dict else enumerate(value)
+        normalised = {k: _normalise(v) for k, v in items}
+        return normalised if type(value) is dict else type(value)(normalised.values())
+    return value
 
 
 def _flatten(state: State) -> tuple[tuple[Any], None]:
@@ -113,8 +121,27 @@ class State:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable.")
 
+    def __reduce__(self) -> tuple[Any, tuple[type[State], Any]]:
+        # The default protocol restores __slots__ with setattr, which a frozen
+        # class refuses; rebuild through the constructor's slot instead.
+        return new_state, (type(self), self.value)
+
+    def __copy__(self) -> State:
+        return self  # immutable: a copy is the same value
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> State:
+        return new_state(type(self), copy.deepcopy(self.value, memo))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.value!r})"
+
+
+def new_state(kind: type[State], value: Any) -> State:
+    """A state of `kind` holding `value` as it is (no conversion of Python
+    numbers): for values that may be tracers, None or gradients."""
+    state = object.__new__(kind)
+    set_value_unchecked(state, value)
+    return state
 
 
 # Sets a new state's `value` slot without `__init__`'s normalisation: for
@@ -153,7 +180,7 @@ class LongTermState(State):
     Example:
         >>> import purestate as ps
         >>> ps.LongTermState(0).value
-        0
+        Array(0, dtype=int32)
     """
 
     __slots__ = ()

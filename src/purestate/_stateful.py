@@ -1,4 +1,9 @@
-"""The stateful-function contract: ``f(states, *args) -> (out, new_states)``."""
+"""The stateful-function contract: ``f(states, *args) -> (out, new_states)``.
+
+One rule for every transform: `new_states` has the paths and kinds of
+`states`, and comes back arranged as `states` was: the same keys in the same
+order, with the input's empty subtrees (which hold no state) as they went in.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import StateError
-from ._paths import Path, describe_paths, path_str
-from ._state import State
-from ._tree import StateTree, iter_states
+from ._paths import Path, path_differences, path_str
+from ._tree import StateTree, conform, iter_states
 
-__all__ = ["check_new_states", "call_stateful", "fun_name"]
+__all__ = ["call_stateful", "check_new_states", "fun_name"]
 
 
 def fun_name(fun: Callable) -> str:
@@ -21,50 +25,25 @@ def _kinds(tree: StateTree) -> dict[Path, type]:
     return {path: type(state) for path, state in iter_states(tree)}
 
 
-def _same_layout(old: dict, new: dict) -> bool:
-    """True if both trees have the same str keys, dicts and state kinds
-    everywhere. A lockstep walk without building paths: the common case of
-    `check_new_states` (on every eager transform call) stays cheap."""
-    if old.keys() != new.keys():
-        return False
-    for key, a in old.items():
-        b = new[key]
-        kind = type(a)
-        if type(key) is not str or type(b) is not kind:
-            return False
-        if kind is dict:
-            if not a or not _same_layout(a, b):
-                return False
-        elif not isinstance(a, State):
-            return False
-    return True
-
-
-def check_new_states(states: StateTree, new_states: Any, where: str) -> None:
-    """Raise `ps.StateError` unless `new_states` has exactly the paths and kinds
-    of `states`, naming every missing, extra and re-kinded path."""
-    if type(states) is dict and type(new_states) is dict and _same_layout(states, new_states):
-        return
+def check_new_states(states: StateTree, new_states: Any, where: str) -> StateTree:
+    """`new_states` arranged as `states`; a `ps.StateError` naming every
+    missing, extra and re-kinded path unless it has exactly their paths and
+    kinds."""
+    conformed = conform(new_states, states)
+    if conformed is not None:
+        return conformed
     if not isinstance(new_states, dict):
         raise StateError(
             f"{where} must return (out, new_states) with new_states a state tree (dict); "
             f"got new_states of type {type(new_states).__name__}."
         )
     old, new = _kinds(states), _kinds(new_states)
-    if old == new:
-        return
-    missing = old.keys() - new.keys()
-    extra = new.keys() - old.keys()
+    problems = path_differences(old, new, "missing paths", "extra paths")
     rekinded = [
         f"{path_str(p)!r} ({old[p].__name__} -> {new[p].__name__})"
         for p in sorted(old.keys() & new.keys())
         if old[p] is not new[p]
     ]
-    problems = []
-    if missing:
-        problems.append(f"missing paths: {describe_paths(missing)}")
-    if extra:
-        problems.append(f"extra paths: {describe_paths(extra)}")
     if rekinded:
         problems.append(f"re-kinded paths: {', '.join(rekinded)}")
     raise StateError(
@@ -76,7 +55,8 @@ def check_new_states(states: StateTree, new_states: Any, where: str) -> None:
 
 
 def call_stateful(fun: Callable, states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-    """Call ``fun(states, *args, **kwargs)`` and check its ``(out, new_states)``."""
+    """Call ``fun(states, *args, **kwargs)``, check its ``(out, new_states)``
+    and return them, `new_states` arranged as `states`."""
     result = fun(states, *args, **kwargs)
     where = f"The stateful function {fun_name(fun)!r}"
     if not (isinstance(result, tuple) and len(result) == 2):
@@ -85,5 +65,4 @@ def call_stateful(fun: Callable, states: StateTree, *args: Any, **kwargs: Any) -
             f"{type(result).__name__}{'' if not isinstance(result, tuple) else f' of length {len(result)}'}."
         )
     out, new_states = result
-    check_new_states(states, new_states, where)
-    return out, new_states
+    return out, check_new_states(states, new_states, where)

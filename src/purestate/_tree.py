@@ -1,4 +1,9 @@
-"""State trees: nested ``dict``s with ``str`` keys and `State` leaves."""
+"""State trees: nested ``dict``s with ``str`` keys and `State` leaves.
+
+This module owns the one validator of state trees (`check_tree`, and
+`iter_states` which validates as it walks) and the one path walker
+(`node_at`, `with_node`, `nest`) that the rest of purestate uses.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,26 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._errors import StateError, StateKeyError, StateTypeError
-from ._paths import Path, close_matches, describe_paths, parse_path, path_str
+from ._paths import Path, check_key, describe_paths, did_you_mean, parse_path, path_str
 from ._state import State
 
-__all__ = ["flatten", "unflatten", "get", "set", "iter_states", "check_key", "not_a_state"]
+__all__ = [
+    "StateTree",
+    "check_tree",
+    "conform",
+    "flatten",
+    "get",
+    "iter_states",
+    "lookup",
+    "nest",
+    "node_at",
+    "not_a_state",
+    "set",
+    "unflatten",
+    "with_node",
+]
 
 StateTree = dict[str, Any]
-
-
-def check_key(key: Any, prefix: Path) -> None:
-    if type(key) is not str:
-        raise StateTypeError(
-            f"State trees have str keys; found the key {key!r} ({type(key).__name__}) "
-            f"under {path_str(prefix)!r}. Use str(key) as the key."
-        )
 
 
 def not_a_state(leaf: Any, path: Path) -> StateTypeError:
@@ -35,24 +46,26 @@ def not_a_state(leaf: Any, path: Path) -> StateTypeError:
     )
 
 
+def _not_a_tree(tree: Any, where: str) -> StateTypeError:
+    if isinstance(tree, State):
+        return StateTypeError(
+            f"{where}Expected a state tree (a dict of states), got a single "
+            f"{type(tree).__name__}. Wrap it: {{'name': state}}."
+        )
+    return StateTypeError(
+        f"{where}A state tree is a dict with str keys and State leaves; got "
+        f"{type(tree).__name__}. A stateful function is called as f(states, *args): the "
+        "state tree comes first."
+    )
+
+
 def iter_states(tree: Mapping[str, Any], prefix: Path = ()) -> Iterator[tuple[Path, State]]:
     """Yield ``(path, state)`` in sorted path order, validating keys and leaves.
 
     Empty dicts hold no state and yield nothing.
     """
     if not isinstance(tree, dict):
-        if isinstance(tree, State):
-            raise StateTypeError(
-                f"Expected a state tree (a dict of states) at {path_str(prefix)!r}, got a "
-                f"single {type(tree).__name__}. Wrap it: {{'name': state}}."
-            )
-        raise (
-            not_a_state(tree, prefix)
-            if prefix
-            else StateTypeError(
-                f"A state tree is a dict with str keys and State leaves; got {type(tree).__name__}."
-            )
-        )
+        raise not_a_state(tree, prefix) if prefix else _not_a_tree(tree, "")
     for key in tree:
         check_key(key, prefix)
     for key in sorted(tree):
@@ -66,6 +79,24 @@ def iter_states(tree: Mapping[str, Any], prefix: Path = ()) -> Iterator[tuple[Pa
             raise not_a_state(child, path)
 
 
+def _check_node(node: dict, prefix: Path) -> None:
+    for key, child in node.items():
+        check_key(key, prefix)
+        if isinstance(child, dict):
+            _check_node(child, (*prefix, key))
+        elif not isinstance(child, State):
+            raise not_a_state(child, (*prefix, key))
+
+
+def check_tree(tree: Any, where: str = "") -> None:
+    """Raise the `TypeError` that explains what is wrong unless `tree` is a
+    state tree; `where` (e.g. ``'ps.compile.jit(f): '``) starts the message of
+    a tree that is not a dict at all."""
+    if not isinstance(tree, dict):
+        raise _not_a_tree(tree, where)
+    _check_node(tree, ())
+
+
 def flatten(tree: StateTree) -> dict[Path, State]:
     """The states of `tree` by path, in sorted path order.
 
@@ -76,6 +107,15 @@ def flatten(tree: StateTree) -> dict[Path, State]:
         [('lif', 'V'), ('w',)]
     """
     return dict(iter_states(tree))
+
+
+def nest(flat: Mapping[Path, Any]) -> dict:
+    """``{path: node}`` -> the nested dict holding each node at its path (no
+    validation: for trees of states, gradients or raw values alike)."""
+    tree: dict = {}
+    for path, node in flat.items():
+        tree = with_node(tree, path, node, copy=False)
+    return tree
 
 
 def unflatten(flat: Mapping[Path | str, State]) -> StateTree:
@@ -92,50 +132,70 @@ def unflatten(flat: Mapping[Path | str, State]) -> StateTree:
         path = parse_path(raw_path)
         if not path:
             raise StateError("The empty path cannot hold a state; give every state a name.")
+        for i, key in enumerate(path):
+            check_key(key, path[:i])
         if not isinstance(state, State):
             raise not_a_state(state, path)
-        node = tree
-        for i, key in enumerate(path[:-1]):
-            check_key(key, path[:i])
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
+        for i in range(1, len(path) + 1):
+            above = node_at(tree, path[:i], None)
+            if isinstance(above, State) or (i == len(path) and above is not None):
                 raise StateError(
-                    f"The path {path_str(path)!r} runs through the state at "
-                    f"{path_str(path[: i + 1])!r}; a path cannot be both a state and a "
-                    "subtree."
+                    f"The path {path_str(path)!r} is given twice, or runs through the state "
+                    f"at {path_str(path[:i])!r}; a path cannot be both a state and a subtree."
                 )
-            node = child
-        check_key(path[-1], path[:-1])
-        if path[-1] in node:
-            raise StateError(
-                f"The path {path_str(path)!r} is given twice, or is both a state and a subtree."
-            )
-        node[path[-1]] = state
+        tree = with_node(tree, path, state, copy=False)
     return tree
 
 
-def _lookup(tree: StateTree, path: str | Path) -> tuple[Path, State]:
-    parsed = parse_path(path)
-    node: Any = tree
-    for key in parsed:
+_MISSING: Any = object()
+
+
+def node_at(tree: Any, path: Path, default: Any = _MISSING) -> Any:
+    """The state or subtree at `path`; `default` (or KeyError) if there is none."""
+    node = tree
+    for key in path:
         if not isinstance(node, dict) or key not in node:
-            node = None
-            break
+            if default is _MISSING:
+                raise KeyError(path)
+            return default
         node = node[key]
+    return node
+
+
+def with_node(tree: dict, path: Path, node: Any, *, copy: bool = True) -> dict:
+    """`tree` with `node` at `path`, making the dicts on the way. With
+    ``copy=True`` (the default) `tree` is left as it was: the dicts along the
+    path are new and everything else is shared."""
+    top = dict(tree) if copy else tree
+    parent = top
+    for key in path[:-1]:
+        child = parent.get(key)
+        child = {} if not isinstance(child, dict) else dict(child) if copy else child
+        parent[key] = child
+        parent = child
+    parent[path[-1]] = node
+    return top
+
+
+def lookup(tree: StateTree, path: str | Path) -> tuple[Path, State]:
+    """``(parsed path, state)`` at `path`; a `KeyError` naming it and the
+    closest existing paths if there is no state there. Validates the tree."""
+    check_tree(tree)
+    parsed = parse_path(path)
+    node = node_at(tree, parsed, None) if parsed else None
     if isinstance(node, State):
         return parsed, node
     existing = [p for p, _ in iter_states(tree)]
-    if isinstance(node, dict) and parsed:
+    if isinstance(node, dict):
         inside = [p for p in existing if p[: len(parsed)] == parsed]
         raise StateKeyError(
             f"{path_str(parsed)!r} is a subtree of {len(inside)} states, not a single "
             f"state: {describe_paths(inside, 5)}. Use ps.select(tree, "
             f"{path_str(parsed)!r}) for the subtree."
         )
-    close = close_matches(parsed, existing)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise StateKeyError(
-        f"No state at {path_str(parsed)!r}.{hint} Available paths: {describe_paths(existing)}."
+        f"No state at {path_str(parsed)!r}.{did_you_mean(parsed, existing)} Available "
+        f"paths: {describe_paths(existing)}."
     )
 
 
@@ -150,7 +210,7 @@ def get(tree: StateTree, path: str | Path) -> Any:
         >>> float(ps.get(tree, "lif/V"))
         0.0
     """
-    return _lookup(tree, path)[1].value
+    return lookup(tree, path)[1].value
 
 
 def set(tree: StateTree, path: str | Path, value: Any) -> StateTree:
@@ -165,14 +225,39 @@ def set(tree: StateTree, path: str | Path, value: Any) -> StateTree:
         >>> float(ps.get(new, "lif/V")), float(ps.get(tree, "lif/V"))
         (1.0, 0.0)
     """
-    parsed, state = _lookup(tree, path)
-    return _replace_at(tree, parsed, state.replace(value))
+    parsed, state = lookup(tree, path)
+    return with_node(tree, parsed, state.replace(value))
 
 
-def _replace_at(tree: StateTree, path: Path, state: State) -> StateTree:
-    new = dict(tree)
-    if len(path) == 1:
-        new[path[0]] = state
-    else:
-        new[path[0]] = _replace_at(tree[path[0]], path[1:], state)
-    return new
+class _Mismatch(Exception):
+    """`conform` met a tree whose paths or kinds differ from its template."""
+
+
+def _conform(new: Any, like: dict) -> dict:
+    if type(new) is not dict:
+        raise _Mismatch
+    out = {}
+    for key, old in like.items():
+        if type(old) is dict:
+            # An empty subtree holds no state: it comes back as it went in,
+            # whether or not the function kept it.
+            out[key] = _conform(new.get(key, {}), old) if old else {}
+        else:
+            state = new.get(key)
+            if type(state) is not type(old):
+                raise _Mismatch
+            out[key] = state
+    if len(new) != len(out) and any(
+        key not in out and not (type(node) is dict and not node) for key, node in new.items()
+    ):
+        raise _Mismatch
+    return out
+
+
+def conform(new: Any, like: StateTree) -> StateTree | None:
+    """`new` arranged as `like`: the same keys in `like`'s order, with
+    `like`'s empty subtrees; None if the paths or kinds differ."""
+    try:
+        return _conform(new, like)
+    except _Mismatch:
+        return None

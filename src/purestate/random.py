@@ -14,7 +14,7 @@ import jax
 from ._errors import StateError, StateTypeError
 from ._paths import Path, describe_paths, parse_path, path_str
 from ._state import RandomState
-from ._tree import StateTree, _lookup, _replace_at, iter_states
+from ._tree import StateTree, iter_states, lookup, with_node
 
 __all__ = ["split"]
 
@@ -60,14 +60,14 @@ def split(states: StateTree, path: str | Path | None = None) -> tuple[jax.Array,
     if path is None:
         where, state = _the_only_random_state(states)
     else:
-        where, state = _lookup(states, path)
+        where, state = lookup(states, path)
         if not isinstance(state, RandomState):
             raise StateTypeError(
                 f"ps.random.split: the state at {path_str(parse_path(path))!r} is a "
                 f"{type(state).__name__}, not a RandomState."
             )
     next_key, fresh = _split_key(state.value, where)
-    return fresh, _replace_at(states, where, state.replace(next_key))
+    return fresh, with_node(states, where, state.replace(next_key))
 
 
 def _split_key(key: Any, where: Path) -> tuple[jax.Array, jax.Array]:

@@ -1,74 +1,105 @@
 """`vmap` and `pmap` for stateful functions, with `in_states` / `out_states`.
 
-The states are split into the parts that are mapped in (`in_states`, by
-axis), the parts declared batched on output (`out_states`), the random keys
-that are split per lane, and the rest, which is broadcast in and must come back
-unbatched. One `jax.vmap` / `jax.pmap` object is built per transform, over a
-function that takes the parts as arguments, so JAX's own caches apply.
+The state tree goes to JAX as a list of values, one per state (see
+`purestate._layout`), with one batch axis per state: its `in_states` axis, or
+None for states broadcast in. Which state gets which axis is decided once per
+tree layout (for selectors that look only at paths and kinds) and kept in a
+`_Plan`; one `jax.vmap` / `jax.pmap` object is built per plan, so JAX's own
+caches apply. Random keys outside `in_states` are split per lane inside the
+map, and come back advanced once.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
+from .. import environ
 from .._errors import BatchAxisError, StateError
+from .._layout import Layout, Returned, Values, check_statics_kept, take_apart
 from .._paths import Path, describe_paths, path_str
 from .._selectors import Selector, as_selector
-from .._split import merge, select_like, split_compiled
+from .._split import assign
 from .._state import RandomState
 from .._stateful import call_stateful, fun_name
-from .._tree import StateTree, iter_states
+from .._tree import StateTree
 
 __all__ = ["pmap", "vmap"]
 
 _LANE_AXIS = "_purestate_lane"
+_MAX_MAPPED = 256
 
 
-def _axis_map(spec: Any, name: str) -> tuple[tuple[int, Selector], ...]:
-    """``in_states``/``out_states`` as ``((axis, selector), ...)``."""
-    if spec is None:
+def _axis_map(spec: Any, option: str, where: str) -> tuple[tuple[int, Selector, str], ...]:
+    """``in_states``/``out_states`` as ``((axis, selector, option), ...)``;
+    None and an empty dict declare no states."""
+    if spec is None or (isinstance(spec, dict) and not spec):
         return ()
     if isinstance(spec, dict) and spec and all(type(k) is int for k in spec):
-        return tuple((axis, as_selector(sel)) for axis, sel in spec.items())
+        return tuple((axis, as_selector(sel), f"{option}[{axis}]") for axis, sel in spec.items())
     if isinstance(spec, dict) and any(type(k) is int for k in spec):
         raise StateError(
-            f"{name}: a dict mixing int and str keys is neither an axis map "
-            "{axis: selector} nor a state tree."
+            f"{where}: {option} is a dict mixing int and str keys, which is neither an axis "
+            "map {axis: selector} nor a state tree."
         )
-    return ((0, as_selector(spec)),)
+    return ((0, as_selector(spec), option),)
 
 
-def _check_axes_within_rank(parts: tuple, axes: tuple[int, ...], where: str) -> None:
-    bad = []
-    for part, axis in zip(parts, axes, strict=True):
-        for path, state in iter_states(part):
-            for leaf in jax.tree.leaves(state.value):
-                ndim = getattr(leaf, "ndim", 0)
-                if not -ndim <= axis < ndim:
-                    bad.append(f"{path_str(path)!r} (rank {ndim}, axis {axis})")
-    if bad:
+def _lane_signature(
+    env_leaves: tuple, values: Values, args: tuple, kwargs: dict, sizer: Any
+) -> None: ...
+
+
+_LANE_SIGNATURE = inspect.signature(_lane_signature)
+
+
+def _check_axis_size(axis_size: Any, where: str) -> None:
+    if axis_size is None:
+        return
+    if isinstance(axis_size, bool) or not isinstance(axis_size, (int, np.integer)) or axis_size < 0:
         raise BatchAxisError(
-            f"{where}: in_states maps states along an axis beyond their rank: "
-            f"{', '.join(bad)}. Choose an axis the state has, or leave the state out of "
-            "in_states."
+            f"{where}: axis_size must be a non-negative int (the number of lanes); got "
+            f"{axis_size!r}."
         )
 
 
-def _batched_paths(probe: Callable[[frozenset], None], candidates: list[Path]) -> list[Path]:
-    """The candidate paths whose values come back batched: `probe(paths)`
-    raises ValueError when any of `paths` is returned batched as unbatched."""
-    found = []
-    for path in candidates:
-        try:
-            probe(frozenset([path]))
-        except ValueError:
-            found.append(path)
-    return found
+def _is_single_key(key: Any) -> bool:
+    dtype, shape = getattr(key, "dtype", None), np.shape(key)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return shape == ()
+    return shape == (2,) and dtype == jnp.uint32
+
+
+class _Plan(NamedTuple):
+    """Per state (in layout order): how it goes in and comes out."""
+
+    in_axes: tuple[int | None, ...]  # its batch axis going in (None: broadcast)
+    keyed: tuple[int, ...]  # random keys split per lane inside (not in in_states)
+    returned: tuple[int, ...]  # the states whose new values come back from the map
+    out_axes: tuple[int | None, ...]  # their batch axes coming out (None: unbatched)
+
+
+def _gathered(values: Values, plan: _Plan) -> Values:
+    """`jax.pmap` refuses a broadcast input that is sharded over devices (a
+    state that an earlier pmap returned batched): gather such values first."""
+
+    def gather(x: Any) -> Any:
+        sharding = getattr(x, "sharding", None)
+        if sharding is None or sharding.is_fully_replicated:
+            return x
+        return jax.device_put(x, jax.devices()[0])
+
+    return [
+        v if axis is not None else jax.tree.map(gather, v)
+        for v, axis in zip(values, plan.in_axes, strict=True)
+    ]
 
 
 class _Mapped:
@@ -76,40 +107,37 @@ class _Mapped:
 
     def __init__(
         self,
-        fun,
-        kind,
+        fun: Callable,
+        kind: str,
         *,
-        in_axes,
-        out_axes,
-        in_states,
-        out_states,
-        axis_name,
-        axis_size,
-        devices=None,
-        backend=None,
+        in_axes: Any,
+        out_axes: Any,
+        in_states: Any,
+        out_states: Any,
+        axis_name: Hashable | None,
+        axis_size: int | None,
+        devices: Any = None,
+        backend: str | None = None,
     ):
         self.fun = fun
         self.kind = kind
         self.where = f"ps.augment.{kind}({fun_name(fun)})"
+        _check_axis_size(axis_size, self.where)
         self.in_axes = tuple(in_axes) if isinstance(in_axes, list) else in_axes
         self.out_axes = out_axes
-        self.in_map = _axis_map(in_states, self.where)
-        self.out_map = _axis_map(out_states, self.where)
+        self.in_map = _axis_map(in_states, "in_states", self.where)
+        self.out_map = _axis_map(out_states, "out_states", self.where)
+        declared = self.in_map + self.out_map
+        self.selectors = tuple(sel for _, sel, _ in declared)
+        self.options = tuple(option for _, _, option in declared)
+        self.axes = tuple(axis for axis, _, _ in declared)
         self.axis_name = axis_name
         self.lane_axis = axis_name if axis_name is not None else _LANE_AXIS
         self.axis_size = axis_size
-        self.extra = {"devices": devices, "backend": backend}  # for pmap only
-        self.selectors = tuple(sel for _, sel in self.in_map + self.out_map)
-        self.random_states = (as_selector(RandomState),)
-        # An eager jax.vmap reads its function's signature on every call (for
-        # debug info); a plain function with a precomputed one answers at once.
-        self._lane_function = functools.partial(_call_lane, self)
-        self._lane_function.__signature__ = inspect.signature(self._lane)
-        self.in_axes_of_parts = tuple(axis for axis, _ in self.in_map)
-        self.out_axes_of_parts = tuple(axis for axis, _ in self.out_map)
+        self.pmap_options = {"devices": devices, "backend": backend}
         if kind == "pmap":
             self._reject_negative_axes()
-        self._mapped = self._build()
+        self._mapped: OrderedDict[Hashable, Callable] = OrderedDict()
         self._checked: set[Hashable] = set()
 
     def as_function(self) -> Callable:
@@ -120,161 +148,270 @@ class _Mapped:
 
     def _reject_negative_axes(self) -> None:
         # jax.pmap (JAX 0.10) shards the wrong dimension for negative axes.
-        axes = [*self.in_axes_of_parts, *self.out_axes_of_parts]
-        axes += jax.tree.leaves((self.in_axes, self.out_axes))
+        axes = [*self.axes, *jax.tree.leaves((self.in_axes, self.out_axes))]
         if any(isinstance(a, int) and a < 0 for a in axes):
             raise BatchAxisError(
                 f"{self.where}: negative axes are not supported by jax.pmap in this JAX "
                 "version (it shards the wrong dimension); give non-negative axes."
             )
 
-    # The function JAX maps: everything it needs comes in as arguments.
-    def _lane(self, in_parts, out_parts, rest, rng_base, args, kwargs):
-        rng = rng_base
-        if rng_base:
-            # Only when there are keys: in eager mode each op is dispatched on
-            # its own, so an unused axis_index would cost a whole op per call.
-            lane = jax.lax.axis_index(self.lane_axis)
-            rng = jax.tree.map(lambda key: jax.random.fold_in(key, lane), rng_base)
-        states = merge(*in_parts, *out_parts, rest, rng)
-        out, new_states = call_stateful(self.fun, states, *args, **kwargs)
-        # call_stateful checked that new_states kept every path and kind.
-        new_in = tuple(select_like(new_states, part) for part in in_parts)
-        new_out = tuple(select_like(new_states, part) for part in out_parts)
-        return out, (new_in, new_out, select_like(new_states, rest))
+    # -- deciding each state's axes ------------------------------------------
 
-    def _build(self, rest_axes: Any = None, transform: Callable | None = None) -> Callable:
-        """The mapped callable; `rest_axes` are the out_axes of the states that
-        must come back unbatched (None; a tree when probing for batched ones)."""
-        in_axes = (self.in_axes_of_parts, None, None, None, self.in_axes, 0)
-        out_axes = (self.out_axes, (self.in_axes_of_parts, self.out_axes_of_parts, rest_axes))
+    def _plan(self, layout: Layout, values: Values) -> _Plan:
+        choice = assign(layout, values, self.selectors, self.options, self.where, self.axes)
+        n_in, n = len(self.in_map), len(self.selectors)
+        in_axes, keyed, returned, out_axes = [], [], [], []
+        for i, ((_, kind, _), c) in enumerate(zip(layout.states, choice, strict=True)):
+            is_key = issubclass(kind, RandomState) and c >= n_in
+            in_axes.append(self.axes[c] if c < n_in else None)
+            if is_key:
+                keyed.append(i)
+            if c < n or not is_key:  # keys of the rest come back advanced, unbatched
+                returned.append(i)
+                out_axes.append(self.axes[c] if c < n else None)
+        return _Plan(tuple(in_axes), tuple(keyed), tuple(returned), tuple(out_axes))
+
+    # -- the function JAX maps -------------------------------------------------
+
+    def _lane(
+        self,
+        layout: Layout,
+        plan: _Plan,
+        env_leaves: tuple,
+        values: Values,
+        args: tuple,
+        kwargs: dict,
+        sizer: Any,
+    ) -> tuple[Any, Values, Returned | None]:
+        del sizer  # only gives jax.pmap a mapped argument when nothing else is
+        with environ.rebound(environ.current(), env_leaves):
+            if plan.keyed:
+                # Each lane draws from its own key. Only when there are keys:
+                # in eager mode an unused axis_index would cost an op per call.
+                lane = jax.lax.axis_index(self.lane_axis)
+                values = list(values)
+                for i in plan.keyed:
+                    values[i] = jax.random.fold_in(values[i][0], lane)
+            else:
+                values = list(values)
+            out, new_states = call_stateful(self.fun, layout.build(values), *args, **kwargs)
+        new_values, new_layout = take_apart(new_states)
+        check_statics_kept(layout, new_layout, self.where)
+        marker = None if new_layout is layout else Returned(new_layout, None)
+        return out, tuple(new_values[i] for i in plan.returned), marker
+
+    def _build(
+        self,
+        layout: Layout,
+        plan: _Plan,
+        state_out_axes: tuple | None = None,
+        out_axes: Any = None,
+        transform: Callable | None = None,
+    ) -> Callable:
+        """The mapped callable for one layout and plan. The optional arguments
+        change the output axes (for probing which outputs are batched)."""
+        # Tuples, not lists: multi-process jax.pmap hashes its axes.
+        in_axes = (None, plan.in_axes, self.in_axes, 0, 0)
+        out_axes = (
+            self.out_axes if out_axes is None else out_axes,
+            plan.out_axes if state_out_axes is None else state_out_axes,
+            None,
+        )
         transform = transform or (jax.vmap if self.kind == "vmap" else jax.pmap)
-        options = dict(
+        options: dict[str, Any] = dict(
             in_axes=in_axes, out_axes=out_axes, axis_name=self.lane_axis, axis_size=self.axis_size
         )
         if transform is jax.pmap:
-            options.update(self.extra)
-        return transform(self._lane_function, **options)
+            options.update(self.pmap_options)
+        lane = functools.partial(self._lane, layout, plan)
+        # An eager jax.vmap reads its function's signature on every call (for
+        # debug info); a precomputed one answers at once.
+        lane.__signature__ = _LANE_SIGNATURE  # type: ignore[attr-defined]
+        return transform(lane, **options)
 
-    def _split(self, states: StateTree):
-        *parts, rest = split_compiled(states, self.selectors)
-        n_in = len(self.in_map)
-        in_parts, out_parts = tuple(parts[:n_in]), tuple(parts[n_in:])
-        rng_base, rest = split_compiled(rest, self.random_states)
-        return in_parts, out_parts, rest, rng_base
+    def _mapped_for(self, layout: Layout, plan: _Plan, env_key: Hashable) -> Callable:
+        # jax.pmap caches traces on the function, which reads ps.environ: one
+        # pmap object per settings key, so a changed setting never hits an old
+        # trace. jax.vmap caches nothing.
+        key = (layout, plan, env_key if self.kind == "pmap" else None)
+        mapped = self._mapped.get(key)
+        if mapped is None:
+            mapped = self._mapped[key] = self._build(layout, plan)
+            if len(self._mapped) > _MAX_MAPPED:
+                self._mapped.popitem(last=False)
+        return mapped
 
-    def _check_arguments(self, in_parts: tuple, args: tuple, kwargs: dict) -> None:
+    # -- checks -------------------------------------------------------------------
+
+    def _check_arguments(
+        self, layout: Layout, plan: _Plan, values: Values, args: tuple, kwargs: dict
+    ) -> Any:
+        """Check what JAX would explain badly; return the `sizer` argument."""
         if isinstance(self.in_axes, tuple) and len(self.in_axes) != len(args):
             raise BatchAxisError(
                 f"{self.where}: in_axes has {len(self.in_axes)} entries but the function "
                 f"was called with {len(args)} positional argument(s) after the states. "
                 "Give one entry per argument (None for unmapped ones)."
             )
-        arg_axes = jax.tree.leaves(self.in_axes) if args else []
-        if self.axis_size is None and not any(in_parts) and not kwargs and not arg_axes:
+        mapped_states = [i for i, axis in enumerate(plan.in_axes) if axis is not None]
+        self._check_states_axes(layout, plan, values, mapped_states)
+        bad_keys = [layout.paths[i] for i in plan.keyed if not _is_single_key(values[i])]
+        if bad_keys:
+            raise BatchAxisError(
+                f"{self.where}: the RandomStates {describe_paths(bad_keys)} hold several keys "
+                "but are not in in_states, so each lane would get all of them. Declare them "
+                "in in_states to give each lane its own key, or hold one key (split per lane "
+                "automatically)."
+            )
+        args_mapped = bool(args) and any(a is not None for a in jax.tree.leaves(self.in_axes))
+        if mapped_states or args_mapped or kwargs:
+            return None
+        if self.axis_size is None:
             raise BatchAxisError(
                 f"{self.where}: nothing is batched (no in_states matched and every "
                 "argument has in_axes None), so the batch size is unknown. Pass "
                 "axis_size=..., map an argument, or declare batched states in in_states."
             )
-        _check_axes_within_rank(in_parts, self.in_axes_of_parts, self.where)
+        return np.zeros((self.axis_size,), np.int8) if self.kind == "pmap" else None
 
-    def _explain_size_mismatch(self, in_parts: tuple, error: ValueError) -> BatchAxisError:
-        sizes = []
-        for part, axis in zip(in_parts, self.in_axes_of_parts, strict=True):
-            for path, state in iter_states(part):
-                for leaf in jax.tree.leaves(state.value):
-                    sizes.append(f"{path_str(path)!r}: {leaf.shape[axis]}")
+    def _check_states_axes(
+        self, layout: Layout, plan: _Plan, values: Values, mapped: list[int]
+    ) -> None:
+        bad, sizes = [], []
+        for i in mapped:
+            axis = plan.in_axes[i]
+            for leaf in jax.tree.leaves(values[i]):
+                ndim = np.ndim(leaf)
+                if not -ndim <= axis < ndim:
+                    bad.append(f"{path_str(layout.paths[i])!r} (rank {ndim}, axis {axis})")
+                elif self.axis_size is not None and np.shape(leaf)[axis] != self.axis_size:
+                    sizes.append(f"{path_str(layout.paths[i])!r}: {np.shape(leaf)[axis]}")
+        if bad:
+            raise BatchAxisError(
+                f"{self.where}: in_states maps states along an axis beyond their rank: "
+                f"{', '.join(bad)}. Choose an axis the state has, or leave the state out of "
+                "in_states."
+            )
+        if sizes:
+            raise BatchAxisError(
+                f"{self.where}: axis_size={self.axis_size} but the mapped states have other "
+                f"sizes along their axes: {', '.join(sizes)}."
+            )
+
+    def _size_mismatch(self, layout: Layout, plan: _Plan, values: Values, error: Exception):
+        sizes = [
+            f"{path_str(layout.paths[i])!r}: {np.shape(leaf)[axis]}"
+            for i, axis in enumerate(plan.in_axes)
+            if axis is not None
+            for leaf in jax.tree.leaves(values[i])
+        ]
         return BatchAxisError(
-            f"{self.where}: the batch sizes disagree between arguments and states. Sizes of "
-            f"the mapped states: {', '.join(sizes) or '(none)'}. JAX reports: {error}"
+            f"{self.where}: the batch sizes disagree between arguments, states and "
+            f"axis_size={self.axis_size}. Sizes of the mapped states: "
+            f"{', '.join(sizes) or '(none)'}. JAX reports: {error}"
         )
 
-    def _batch_axis_error(self, paths: list[Path]) -> BatchAxisError:
+    def _batched_error(self, layout: Layout, plan: _Plan, call_args: tuple) -> BatchAxisError:
+        """Which undeclared states (or outputs) come back batched: one abstract
+        trace per candidate, only on this error path."""
+
+        def batched_with(state_axes: tuple, out_axes: Any) -> bool:
+            probe = self._build(layout, plan, state_axes, out_axes, transform=jax.vmap)
+            try:
+                jax.eval_shape(probe, *call_args)
+            except ValueError:
+                return True
+            return False
+
+        all_batched = tuple(0 if a is None else a for a in plan.out_axes)
+        undeclared = [k for k, a in enumerate(plan.out_axes) if a is None]
+        paths: list[Path] = []
+        for k in undeclared:
+            axes = all_batched[:k] + (None,) + all_batched[k + 1 :]
+            if batched_with(axes, 0):
+                paths.append(layout.paths[plan.returned[k]])
+        if paths:
+            return BatchAxisError(
+                f"{self.where}: the function writes batched values into states that are "
+                f"neither in in_states nor in out_states: {describe_paths(paths)}. Declare "
+                f"them batched with out_states (e.g. out_states={path_str(paths[0])!r}), or "
+                "keep them unbatched (reduce over the batch, e.g. with jax.lax.pmean and an "
+                "axis_name)."
+            )
         return BatchAxisError(
-            f"{self.where}: the function writes batched values into states that are "
-            f"neither in in_states nor in out_states: {describe_paths(paths)}. Declare "
-            f"them batched with out_states (e.g. out_states={path_str(paths[0])!r}), or "
-            "keep them unbatched (reduce over the batch, e.g. with jax.lax.pmean and an "
+            f"{self.where}: the function's output is batched where out_axes={self.out_axes!r} "
+            "says it is not (None); no state is at fault. Give the batched outputs an axis "
+            "in out_axes, or reduce them over the batch (e.g. jax.lax.pmean with an "
             "axis_name)."
         )
 
-    def _find_batched(self, call_args: tuple, kwargs: dict) -> list[Path]:
-        rest = call_args[2]
-
-        def probe(paths: frozenset) -> None:
-            axes = _axes_tree(rest, lambda path: None if path in paths else 0)
-            jax.eval_shape(self._build(axes, transform=jax.vmap), *call_args, kwargs)
-
-        return _batched_paths(probe, [p for p, _ in iter_states(rest)])
-
-    def __call__(self, states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
-        in_parts, out_parts, rest, rng_base = self._split(states)
-        self._check_arguments(in_parts, args, kwargs)
-        if rng_base:
-            lane_base, next_keys = _split_keys(rng_base)
-        else:
-            lane_base, next_keys = rng_base, rng_base
-        call_args = (in_parts, out_parts, rest, lane_base, args)
-        if self.kind == "pmap":
-            self._check_pmap_outputs(call_args, kwargs)
-        try:
-            out, (new_in, new_out, new_rest) = self._mapped(*call_args, kwargs)
-        except ValueError as error:
-            if "inconsistent sizes" in str(error):
-                raise self._explain_size_mismatch(in_parts, error) from error
-            self._reraise_with_paths(error, call_args, kwargs)
-        return out, merge(*new_in, *new_out, new_rest, next_keys)
-
-    def _check_pmap_outputs(self, call_args: tuple, kwargs: dict) -> None:
+    def _check_pmap_outputs(self, layout: Layout, plan: _Plan, call_args: tuple) -> None:
         # jax.pmap returns device 0's value for a batched output declared
         # unbatched, so check once per input layout with an abstract vmap.
         key = (
-            jax.tree.structure((call_args, kwargs)),
-            tuple(
-                (getattr(x, "shape", None), getattr(x, "dtype", None))
-                for x in jax.tree.leaves((call_args, kwargs))
-            ),
+            layout,
+            plan,
+            jax.tree.structure(call_args[1:]),
+            tuple((np.shape(x), getattr(x, "dtype", None)) for x in jax.tree.leaves(call_args)),
         )
         if key in self._checked:
             return
         try:
-            jax.eval_shape(self._build(transform=jax.vmap), *call_args, kwargs)
+            jax.eval_shape(self._build(layout, plan, transform=jax.vmap), *call_args)
+        except (StateError, BatchAxisError):
+            raise
         except ValueError as error:
-            self._reraise_with_paths(error, call_args, kwargs)
+            raise self._explain(error, layout, plan, call_args) from error
         self._checked.add(key)
 
-    def _reraise_with_paths(self, error: ValueError, call_args: tuple, kwargs: dict) -> None:
-        """Turn JAX's "batched output with out_axes None" error into a
-        `ps.BatchAxisError` naming every offending state; re-raise anything else."""
+    def _explain(
+        self, error: ValueError, layout: Layout, plan: _Plan, call_args: tuple
+    ) -> Exception:
+        """A `ps.BatchAxisError` for JAX's errors about sizes and out_axes
+        (naming the states at fault); any other error as it is."""
         message = str(error)
+        if "inconsistent sizes" in message or "axis_size" in message:
+            return self._size_mismatch(layout, plan, call_args[1], error)
         if "out_axes" in message or "mapped output" in message:
-            paths = self._find_batched(call_args, kwargs)
-            if paths:
-                raise self._batch_axis_error(paths) from error
-        raise error
+            return self._batched_error(layout, plan, call_args)
+        return error
 
+    # -- the call -----------------------------------------------------------------
 
-def _call_lane(mapped: _Mapped, *parts: Any) -> Any:
-    return mapped._lane(*parts)
-
-
-def _axes_tree(tree: StateTree, axis_of: Callable[[Path], int | None], prefix: Path = ()) -> dict:
-    """An out_axes prefix tree for `tree`: ``axis_of(path)`` at each state."""
-    return {
-        key: _axes_tree(child, axis_of, (*prefix, key))
-        if isinstance(child, dict)
-        else axis_of((*prefix, key))
-        for key, child in tree.items()
-    }
-
-
-def _split_keys(rng_base: StateTree) -> tuple[StateTree, StateTree]:
-    """Per-call keys: one to derive the lanes' keys from, one to return."""
-    pairs = jax.tree.map(jax.random.split, rng_base)
-    lane = jax.tree.map(lambda k: k[0], pairs)
-    nxt = jax.tree.map(lambda k: k[1], pairs)
-    return lane, nxt
+    def __call__(self, states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
+        values, layout = take_apart(states, f"{self.where}: ")
+        plan = self._plan(layout, values)
+        sizer = self._check_arguments(layout, plan, values, args, kwargs)
+        frame = environ.current()
+        lane_values = values
+        next_keys = {}
+        if plan.keyed:
+            lane_values = list(values)
+            for i in plan.keyed:
+                pair = jax.random.split(values[i])
+                lane_values[i] = pair  # each lane folds its index into pair[0]
+                next_keys[i] = pair[1]
+        if self.kind == "pmap":
+            lane_values = _gathered(lane_values, plan)
+        call_args = (frame.traced_leaves, tuple(lane_values), args, kwargs, sizer)
+        if self.kind == "pmap":
+            self._check_pmap_outputs(layout, plan, call_args)
+        try:
+            out, returned, marker = self._mapped_for(layout, plan, frame.key)(*call_args)
+        except (StateError, BatchAxisError):
+            raise
+        except ValueError as error:
+            explained = self._explain(error, layout, plan, call_args)
+            if explained is error:
+                raise
+            raise explained from error
+        new_values = list(values)
+        for i, value in zip(plan.returned, returned, strict=True):
+            new_values[i] = value
+        for i, key in next_keys.items():
+            if i not in plan.returned:
+                new_values[i] = key
+        return out, (marker.layout if marker else layout).build(new_values)
 
 
 def vmap(
@@ -296,8 +433,11 @@ def vmap(
     along their axis and come back batched on it; states in `out_states` become
     batched inside and come back batched on their axis; every other state is
     broadcast and must come back unbatched, else `ps.BatchAxisError` names it.
-    `RandomState`s not in `in_states` give each lane its own key and come back
-    advanced once, unbatched.
+    Every selector must match a state and no state may get two axes (else
+    `ps.StateError`). `RandomState`s not in `in_states` give each lane its own
+    key and come back advanced once, unbatched (batched, when in `out_states`).
+    `axis_size` (a non-negative int) sets the number of lanes when nothing
+    else is mapped, e.g. to create per-lane states.
 
     Example:
         >>> import jax.numpy as jnp

@@ -1,30 +1,47 @@
 """Differentiation with respect to selected states: `grad`, `vector_grad`,
 `jacrev`, `jacfwd`, `jacobian` and `hessian`.
 
-All of them share one core: split the selected states off the tree, flatten
-their values into a list of differentiable leaves (units stripped), and hand
-JAX a function of that list and of the chosen ``*args`` whose auxiliary output
-carries the value, the user's aux and the new states. Only the JAX transform
-and the way its result is put back into state trees differ.
+All of them share one core. The selected states' values and the chosen
+``*args`` become the *primals*; JAX differentiates a function of those
+primals whose auxiliary output carries the value, the user's aux and the new
+states. Each transform is one `_Transform` entry: the JAX function, its
+order, and whether the output's structure sits outside its result (Jacobians)
+or not (gradients). The result is then put back into state trees, with units.
+
+Result layout, for a value of output structure ``O``, selected states ``S``
+and chosen arguments ``A``:
+
+* `grad`, `vector_grad`: ``S`` (and ``A``);
+* `jacrev`, `jacfwd`: ``O`` outside, ``S`` (or ``A``) inside, as
+  ``jax.jacrev`` nests them;
+* `hessian`: ``O`` outside, then ``S`` nested in ``S``. For example, a scalar
+  loss of ``{'w': ParamState(f32[2, 3])}`` gives ``H['w'].value['w'].value``
+  of shape ``(2, 3, 2, 3)``: the second derivative with respect to ``w[i, j]``
+  and ``w[k, l]`` at ``[i, j, k, l]``.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import brainunit as u
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._argnums import index_tuple, resolve
 from .._errors import StateError
-from .._paths import path_str
-from .._selectors import as_selector
-from .._split import merge, require_match, split_compiled
+from .._layout import Layout, Returned, Values, check_statics_kept, take_apart
+from .._paths import describe_paths
+from .._selectors import Selector, as_selector
+from .._split import assign
+from .._state import new_state
 from .._stateful import call_stateful, fun_name
-from .._tree import StateTree, iter_states
+from .._tree import StateTree, nest
 
 __all__ = ["grad", "hessian", "jacfwd", "jacobian", "jacrev", "vector_grad"]
 
@@ -33,55 +50,16 @@ def _is_quantity(x: Any) -> bool:
     return isinstance(x, u.Quantity)
 
 
-def _is_array(x: Any) -> bool:
-    return isinstance(x, jax.Array | np.ndarray)
-
-
-def _is_inexact(x: Any) -> bool:
-    return _is_array(x) and jnp.issubdtype(x.dtype, jnp.inexact)
+def _mantissa(x: Any) -> Any:
+    return x.mantissa if _is_quantity(x) else x
 
 
 def _is_integer(x: Any) -> bool:
-    return _is_array(x) and (
-        jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.bool_)
-    )
+    return eqx.is_array(x) and not eqx.is_inexact_array(x)
 
 
-class _Leaves:
-    """The selected states as a flat list of values (units stripped), and which
-    of them are differentiated; the others are held fixed."""
-
-    def __init__(self, selected: StateTree, allow_int: bool):
-        leaves, self.treedef = jax.tree.flatten(selected, is_leaf=_is_quantity)
-        self.units = [leaf.unit if _is_quantity(leaf) else None for leaf in leaves]
-        self.values = [leaf.mantissa if _is_quantity(leaf) else leaf for leaf in leaves]
-        self.diff = [
-            i for i, v in enumerate(self.values) if _is_inexact(v) or (allow_int and _is_integer(v))
-        ]
-
-    def primal(self) -> list[Any]:
-        return [self.values[i] for i in self.diff]
-
-    def rebuild(self, diff_values: Sequence[Any]) -> StateTree:
-        values = list(self.values)
-        for i, v in zip(self.diff, diff_values, strict=True):
-            values[i] = v
-        return self.treedef.unflatten(
-            [
-                v if unit is None else u.Quantity(v, unit=unit)
-                for v, unit in zip(values, self.units, strict=True)
-            ]
-        )
-
-    def tree_of(self, per_leaf: Sequence[Any], unit_of: Callable[[Any], Any]) -> StateTree:
-        """One result per differentiated leaf, put back in the selected tree's
-        shape; held-fixed leaves get None. ``unit_of(state_unit)`` is the
-        result's unit (None for a plain array)."""
-        leaves: list[Any] = [None] * len(self.values)
-        for i, r in zip(self.diff, per_leaf, strict=True):
-            unit = unit_of(self.units[i])
-            leaves[i] = r if unit is None else u.Quantity(r, unit=unit)
-        return self.treedef.unflatten(leaves)
+def _with_unit(x: Any, unit: Any) -> Any:
+    return x if unit is None or x is None else u.Quantity(x, unit=unit)
 
 
 def _unit_ratio(numerator: Any, *denominators: Any) -> Any:
@@ -100,167 +78,288 @@ def _map_outer(treedef: Any, tree: Any, f: Callable[[Any], Any]) -> Any:
     return treedef.unflatten([f(sub) for sub in treedef.flatten_up_to(tree)])
 
 
-class _Request:
-    """What the user asked for; built once per transform."""
+def _describe_output(out: Any) -> str:
+    if isinstance(out, tuple):
+        return f"a tuple of length {len(out)}"
+    if hasattr(out, "shape"):
+        return f"an array of shape {tuple(np.shape(out))}"
+    return f"a {type(out).__name__}"
 
-    def __init__(self, kind, fun, grad_states, argnums, has_aux, return_value, unit_aware, options):
-        self.kind = kind
-        self.where = f"ps.augment.{kind}({fun_name(fun)})"
+
+class _Primal:
+    """One input JAX differentiates: its value for JAX (units stripped), how
+    the function sees it again, and how a result shaped like it goes back
+    into the user's structure. `units` are per leaf of the primal."""
+
+    primal: Any
+    units: list[Any]
+
+    def leafwise(self, result: Any, f: Callable[[Any, Any], Any]) -> Any:
+        """`result` (shaped like `primal`) with ``f(sub, unit)`` at each leaf,
+        in the user's structure."""
+        raise NotImplementedError
+
+
+class _StatePrimal(_Primal):
+    """The selected states: a list of their differentiable leaves (mantissas
+    of Quantities); the other leaves are held fixed."""
+
+    def __init__(self, layout: Layout, values: Values, positions: list[int], allow_int: bool):
+        self.layout = layout
+        self.positions = positions
+        selected = [layout.value_at(i, values[i]) for i in positions]
+        leaves, self.treedef = jax.tree.flatten(selected, is_leaf=_is_quantity)
+        self.leaf_units = [leaf.unit if _is_quantity(leaf) else None for leaf in leaves]
+        self.values = [_mantissa(leaf) for leaf in leaves]
+        self.diff = [
+            i
+            for i, v in enumerate(self.values)
+            if eqx.is_inexact_array(v) or (allow_int and _is_integer(v))
+        ]
+        self.primal = [self.values[i] for i in self.diff]
+        self.units = [self.leaf_units[i] for i in self.diff]
+
+    def rebuild(self, primal: list[Any]) -> list[Any]:
+        """The selected states' values holding `primal`, units put back."""
+        values = list(self.values)
+        for i, v in zip(self.diff, primal, strict=True):
+            values[i] = v
+        return self.treedef.unflatten(
+            [_with_unit(v, unit) for v, unit in zip(values, self.leaf_units, strict=True)]
+        )
+
+    def leafwise(self, result: Any, f: Callable[[Any, Any], Any]) -> StateTree:
+        leaves: list[Any] = [None] * len(self.values)
+        for i, r, unit in zip(self.diff, result, self.units, strict=True):
+            leaves[i] = f(r, unit)
+        per_state = self.treedef.unflatten(leaves)
+        states = self.layout.states
+        return nest(
+            {
+                states[i][0]: new_state(states[i][1], g)
+                for i, g in zip(self.positions, per_state, strict=True)
+            }
+        )
+
+
+class _ArgPrimal(_Primal):
+    """A chosen argument. With units stripped (``unit_aware``) JAX sees the
+    mantissas; otherwise it sees the argument as it is, as `jax.grad` does."""
+
+    def __init__(self, arg: Any, strip_units: bool):
+        is_leaf = _is_quantity if strip_units else None
+        leaves, self.treedef = jax.tree.flatten(arg, is_leaf=is_leaf)
+        self.units = [leaf.unit if _is_quantity(leaf) else None for leaf in leaves]
+        self.primal = self.treedef.unflatten([_mantissa(leaf) for leaf in leaves])
+
+    def rebuild(self, primal: Any) -> Any:
+        leaves = self.treedef.flatten_up_to(primal)
+        return self.treedef.unflatten(
+            [_with_unit(v, unit) for v, unit in zip(leaves, self.units, strict=True)]
+        )
+
+    def leafwise(self, result: Any, f: Callable[[Any, Any], Any]) -> Any:
+        subs = self.treedef.flatten_up_to(result)
+        return self.treedef.unflatten([f(s, unit) for s, unit in zip(subs, self.units, strict=True)])
+
+
+def _vector_grad(h: Callable, argnums: tuple[int, ...], has_aux: bool) -> Callable:
+    """`jax.grad`'s calling convention for the VJP with a cotangent of ones."""
+
+    def run(*primals: Any) -> tuple[Any, Any]:
+        value, vjp_fn, extras = jax.vjp(h, *primals, has_aux=has_aux)
+        return vjp_fn(jax.tree.map(jnp.ones_like, value)), extras
+
+    return run
+
+
+@dataclass(frozen=True)
+class _Transform:
+    """One differentiation transform: the JAX function, the options it takes,
+    its order, and whether the value's structure sits outside its result."""
+
+    name: str
+    jax_transform: Callable[..., Callable]
+    options: tuple[str, ...]
+    order: int = 1
+    output_outside: bool = False
+    scalar_value: bool = False
+
+
+_GRAD = _Transform("grad", jax.grad, ("holomorphic", "allow_int"), scalar_value=True)
+_VECTOR_GRAD = _Transform("vector_grad", _vector_grad, ())
+_JACREV = _Transform("jacrev", jax.jacrev, ("holomorphic", "allow_int"), output_outside=True)
+_JACFWD = _Transform("jacfwd", jax.jacfwd, ("holomorphic",), output_outside=True)
+_HESSIAN = _Transform("hessian", jax.hessian, ("holomorphic",), order=2, output_outside=True)
+
+
+class _Request:
+    """What the user asked for; built and checked once per transform."""
+
+    def __init__(
+        self,
+        transform: _Transform,
+        fun: Callable,
+        grad_states: Any,
+        argnums: int | Sequence[int] | None,
+        has_aux: bool,
+        return_value: bool,
+        unit_aware: bool,
+        options: dict[str, Any],
+    ):
+        self.transform = transform
+        self.where = f"ps.augment.{transform.name}({fun_name(fun)})"
         self.fun = fun
-        self.selector = None if grad_states is None else as_selector(grad_states)
+        self.selector: Selector | None = None if grad_states is None else as_selector(grad_states)
         if argnums is None:
             argnums = None if grad_states is not None else 0
-        self.single_arg = isinstance(argnums, int)
-        self.argnums = () if argnums is None else (argnums,) if self.single_arg else tuple(argnums)
-        self.has_aux = has_aux
+        self.single_arg = argnums is not None and not isinstance(argnums, (list, tuple, range))
+        self.argnums = () if argnums is None else index_tuple(argnums, "argnums", self.where)
+        self.has_aux = bool(has_aux)
         self.return_value = return_value
         self.unit_aware = unit_aware
-        self.options = options  # holomorphic / allow_int, passed to jax
+        self.options = {k: v for k, v in options.items() if k in transform.options}
+        self.allow_int = bool(options.get("allow_int", False))
+
+    def pick(self, items: tuple) -> Any:
+        """One argument's result, or the tuple of them, as JAX arranges them."""
+        return items[0] if self.single_arg else tuple(items)
 
 
-def _select(req: _Request, states: StateTree) -> tuple[StateTree, StateTree]:
+def _selected_positions(req: _Request, layout: Layout, values: Values) -> list[int]:
     if req.selector is None:
-        return {}, states
-    selected, rest = split_compiled(states, (req.selector,))
-    require_match(selected, states, req.selector, req.where)
-    if not req.options.get("allow_int", False):
-        ints = [path_str(p) for p, s in iter_states(selected) if _is_integer(s.value)]
+        return []
+    choice = assign(layout, values, (req.selector,), ("grad_states",), req.where)
+    positions = [i for i, c in enumerate(choice) if c == 0]
+    if not req.allow_int:
+        ints = [
+            layout.paths[i]
+            for i in positions
+            if _is_integer(_mantissa(layout.value_at(i, values[i])))
+        ]
         if ints:
             raise StateError(
-                f"{req.where}: the selected states {', '.join(map(repr, ints))} hold integer "
-                "or bool arrays, which have no gradient. Pass allow_int=True (as jax.grad "
+                f"{req.where}: the selected states {describe_paths(ints)} hold integer or "
+                "bool arrays, which have no gradient. Pass allow_int=True (as jax.grad "
                 "does) or leave them out of the selector, e.g. ps.All(sel, ps.Not('path'))."
             )
-    return selected, rest
+    return positions
 
 
-def _arg_positions(req: _Request, n_args: int) -> tuple[int, ...]:
-    for i in req.argnums:
-        if not -n_args <= i < n_args:
-            raise StateError(
-                f"{req.where}: argnums={req.argnums if not req.single_arg else req.argnums[0]} "
-                f"but the function was called with {n_args} positional argument(s) after the "
-                "states (argnums counts them from 0, the first argument after `states`)."
-            )
-    return tuple(i % n_args for i in req.argnums)
+def _objective(
+    req: _Request,
+    layout: Layout,
+    values: Values,
+    states: _StatePrimal | None,
+    arg_primals: list[_ArgPrimal],
+    args: tuple,
+    kwargs: dict,
+    positions: tuple[int, ...],
+) -> Callable:
+    """``h(*primals) -> (value_mantissa, (value, aux, new_values, marker))``."""
 
-
-def _objective(req, leaves, rest, args, kwargs, positions) -> Callable:
-    """``h(diff_values, *diff_args) -> (value_mantissa, (value, aux, new_states))``."""
-
-    def h(diff_values: list, *diff_args: Any) -> tuple[Any, tuple]:
+    def h(*primals: Any) -> tuple[Any, tuple]:
+        call_values = list(values)
+        if states is not None:
+            for i, v in zip(states.positions, states.rebuild(primals[0]), strict=True):
+                call_values[i] = v if layout.states[i][2] is None else _entry(v)
+            primals = primals[1:]
         call_args = list(args)
-        for i, a in zip(positions, diff_args, strict=True):
-            call_args[i] = a
-        states = merge(leaves.rebuild(diff_values), rest)
-        out, new_states = call_stateful(req.fun, states, *call_args, **kwargs)
+        for i, p, a in zip(positions, arg_primals, primals, strict=True):
+            call_args[i] = p.rebuild(a)
+        out, new_states = call_stateful(req.fun, layout.build(call_values), *call_args, **kwargs)
         value, aux = out, None
         if req.has_aux:
             if not (isinstance(out, tuple) and len(out) == 2):
-                got = (
-                    f"a tuple of length {len(out)}"
-                    if isinstance(out, tuple)
-                    else type(out).__name__
-                )
-                raise StateError(
+                raise TypeError(
                     f"{req.where}: has_aux=True needs the function to return "
-                    f"((value, aux), new_states), but its output is {got}."
+                    f"((value, aux), new_states), but its output is {_describe_output(out)}. "
+                    "Return a pair (value, aux) as the output, or pass has_aux=False."
                 )
             value, aux = out
-        mantissa = value.mantissa if _is_quantity(value) else value
-        if req.kind == "grad" and jnp.shape(mantissa) != ():
-            raise TypeError(
-                f"{req.where} needs a scalar value but the function returned shape "
-                f"{jnp.shape(mantissa)}. Reduce it (e.g. .sum() or .mean()), or use "
-                "ps.augment.vector_grad / jacrev for non-scalar outputs."
+        mantissa = _mantissa(value)
+        if req.transform.scalar_value and not (
+            hasattr(mantissa, "shape") and np.shape(mantissa) == ()
+        ):
+            hint = (
+                " If it returns ((value, aux), new_states), pass has_aux=True."
+                if isinstance(mantissa, (tuple, list, dict))
+                else " Reduce it (e.g. .sum() or .mean()), or use ps.augment.vector_grad / "
+                "jacrev for non-scalar outputs."
             )
-        return mantissa, (value, aux, new_states)
+            raise TypeError(
+                f"{req.where} needs a scalar value but the function returned "
+                f"{_describe_output(mantissa)} as its value.{hint}"
+            )
+        # The new states leave through JAX's aux output, which would sort
+        # their keys: they travel as values and a leafless layout marker.
+        new_values, new_layout = take_apart(new_states)
+        check_statics_kept(layout, new_layout, req.where)
+        return mantissa, (value, aux, new_values, Returned(new_layout, None))
 
     return h
 
 
-def _differentiate(req: _Request, h: Callable, primals: tuple) -> tuple[tuple, tuple]:
-    """Run the JAX transform; return (one result per primal, extras)."""
-    argnums = tuple(range(len(primals)))
-    if req.kind == "vector_grad":
-        value, vjp_fn, extras = jax.vjp(h, *primals, has_aux=True)
-        return vjp_fn(jax.tree.map(jnp.ones_like, value)), extras
-    transform = {
-        "grad": jax.grad,
-        "jacrev": jax.jacrev,
-        "jacfwd": jax.jacfwd,
-        "hessian": jax.hessian,
-    }[req.kind]
-    return transform(h, argnums=argnums, has_aux=True, **req.options)(*primals)
+def _entry(value: Any) -> tuple:
+    """The values entry of a pytree-valued state (its array leaves)."""
+    return tuple(leaf for leaf in jax.tree.leaves(value) if eqx.is_array(leaf))
 
 
-def _state_results(
-    req: _Request, leaves: _Leaves, primals: tuple, results: Any, extras: tuple
-) -> tuple:
-    """Put the results for the state leaves back into state trees.
+def _arrange(req: _Request, primals: list[_Primal], results: Any, value: Any) -> Any:
+    """Put JAX's results back into state trees and argument structures."""
+    transform = req.transform
+    value_unit = value.unit if req.unit_aware and _is_quantity(value) else None
+    out_def = jax.tree.structure(
+        _mantissa(value) if transform.output_outside else 0
+    )  # a single leaf unless the output's structure sits outside
+    has_states = req.selector is not None
 
-    `jax.grad` gives one result per primal; `jacrev`/`jacfwd` put the output's
-    structure outside the tuple of primals, and `hessian` nests primal inside
-    primal under it.
-    """
-    value = extras[0]
-    value_unit = value.unit if _is_quantity(value) else None
-    out_def = jax.tree.structure(value.mantissa if _is_quantity(value) else value)
-    primal_defs = [jax.tree.structure(p) for p in primals]
-    n = len(primals)
+    def unit_of(*input_units: Any) -> Any:
+        return _unit_ratio(value_unit, *input_units) if req.unit_aware else None
 
-    def states_tree(per_leaf: list, unit_of: Callable[[Any], Any] = lambda su: None) -> StateTree:
-        return leaves.tree_of(per_leaf, unit_of)
+    def first(p: _Primal, t: Any) -> Any:
+        return p.leafwise(t, lambda r, unit: _with_unit(r, unit_of(unit)))
 
-    def first_order(per_leaf: list) -> StateTree:
-        if not req.unit_aware:
-            return states_tree(per_leaf)
-        return states_tree(per_leaf, lambda su: _unit_ratio(value_unit, su))
+    def outer(f: Callable[[Any], Any]) -> Any:
+        return _map_outer(out_def, results, f)
 
-    if req.kind in ("grad", "vector_grad"):
-        return (first_order(results[0]), *results[1:])
-    if req.kind in ("jacrev", "jacfwd"):
-        per_primal = [_map_outer(out_def, results, lambda t, k=k: t[k]) for k in range(n)]
-        return (_map_outer(out_def, per_primal[0], first_order), *per_primal[1:])
+    if transform.order == 1:
+        offset = 1 if has_states else 0
+        arg_part = outer(
+            lambda t: req.pick(tuple(first(p, t[k]) for k, p in enumerate(primals) if k >= offset))
+        )
+        if not has_states:
+            return arg_part
+        state_part = outer(lambda t: first(primals[0], t[0]))
+        return (state_part, arg_part) if req.argnums else state_part
 
     def block(i: int, j: int) -> Any:
-        """d2 value / d primal_i d primal_j, with the output structure outside."""
+        """d2 value / d primal_i d primal_j: primal_i's structure outside."""
+        p, q = primals[i], primals[j]
 
-        def pick(t: Any) -> Any:
-            return primal_defs[i].unflatten([tup[j] for tup in primal_defs[i].flatten_up_to(t[i])])
+        def inner(sub: Any, unit_i: Any) -> Any:
+            return q.leafwise(sub, lambda r, unit_j: _with_unit(r, unit_of(unit_i, unit_j)))
 
-        return _map_outer(out_def, results, pick)
+        # jax.hessian nests: primal_i's structure, then the tuple over j.
+        return outer(lambda t: p.leafwise(t[i], lambda sub, unit_i: inner(sub[j], unit_i)))
 
-    def second_order(rows: list) -> StateTree:
-        def row(a: int, per_leaf: list) -> StateTree:
-            if not req.unit_aware:
-                return states_tree(per_leaf)
-            ua = leaves.units[leaves.diff[a]]
-            return states_tree(per_leaf, lambda su: _unit_ratio(value_unit, ua, su))
-
-        return states_tree([row(a, r) for a, r in enumerate(rows)])
-
-    def args_outside(k: int) -> Callable[[Any], Any]:
-        def convert(t: Any) -> Any:
-            return primal_defs[k].unflatten(
-                [states_tree(x) for x in primal_defs[k].flatten_up_to(t)]
-            )
-
-        return convert
-
-    h_ss = _map_outer(out_def, block(0, 0), second_order)
-    h_sa = tuple(_map_outer(out_def, block(0, k), states_tree) for k in range(1, n))
-    h_as = tuple(_map_outer(out_def, block(k, 0), args_outside(k)) for k in range(1, n))
-    h_aa = tuple(tuple(block(k, m) for m in range(1, n)) for k in range(1, n))
-    return h_ss, h_sa, h_as, h_aa
+    n = len(primals)
+    if not has_states:
+        return req.pick(tuple(req.pick(tuple(block(k, m) for m in range(n))) for k in range(n)))
+    h_ss = block(0, 0)
+    if not req.argnums:
+        return h_ss
+    args = range(1, n)
+    return (
+        (h_ss, req.pick(tuple(block(0, m) for m in args))),
+        (
+            req.pick(tuple(block(k, 0) for k in args)),
+            req.pick(tuple(req.pick(tuple(block(k, m) for m in args)) for k in args)),
+        ),
+    )
 
 
-def _pick(req: _Request, items: tuple) -> Any:
-    return items[0] if req.single_arg else tuple(items)
-
-
-def _result(req: _Request, grads: Any, extras: tuple) -> Any:
-    value, aux, _ = extras
+def _result(req: _Request, grads: Any, value: Any, aux: Any) -> Any:
     out = (grads,)
     if req.return_value:
         out += (value,)
@@ -269,47 +368,52 @@ def _result(req: _Request, grads: Any, extras: tuple) -> Any:
     return out[0] if len(out) == 1 else out
 
 
-def _grads(req: _Request, parts: tuple) -> Any:
-    """Arrange the per-primal results as the contract says."""
-    if req.kind == "hessian":
-        h_ss, h_sa, h_as, h_aa = parts
-        if req.selector is None:
-            return _pick(req, tuple(_pick(req, row) for row in h_aa))
-        if not req.argnums:
-            return h_ss
-        return (
-            (h_ss, _pick(req, h_sa)),
-            (_pick(req, h_as), _pick(req, tuple(_pick(req, r) for r in h_aa))),
-        )
-    state_part, arg_parts = parts[0], parts[1:]
-    if req.selector is None:
-        return _pick(req, arg_parts)
-    if not req.argnums:
-        return state_part
-    return state_part, _pick(req, arg_parts)
+def _differentiable(req: _Request) -> Callable:
+    """The transformed stateful function for a checked request."""
 
-
-def _build(
-    kind: str, fun: Callable, grad_states, argnums, has_aux, return_value, unit_aware, **options
-) -> Callable:
-    req = _Request(kind, fun, grad_states, argnums, has_aux, return_value, unit_aware, options)
-
-    @functools.wraps(fun)
+    @functools.wraps(req.fun)
     def transformed(states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
-        positions = _arg_positions(req, len(args))
-        selected, rest = _select(req, states)
-        leaves = _Leaves(selected, options.get("allow_int", False))
-        h = _objective(req, leaves, rest, args, kwargs, positions)
-        primals = (leaves.primal(), *(args[i] for i in positions))
-        results, extras = _differentiate(req, h, primals)
-        grads = _grads(req, _state_results(req, leaves, primals, results, extras))
-        return _result(req, grads, extras), extras[2]
+        positions = resolve(req.argnums, len(args), "argnums", req.where)
+        values, layout = take_apart(states, f"{req.where}: ")
+        selected = _selected_positions(req, layout, values)
+        state_primal = (
+            _StatePrimal(layout, values, selected, req.allow_int) if req.selector else None
+        )
+        arg_primals = [_ArgPrimal(args[i], req.unit_aware) for i in positions]
+        primals: list[_Primal] = ([state_primal] if state_primal else []) + arg_primals
+        h = _objective(req, layout, values, state_primal, arg_primals, args, kwargs, positions)
+        run = req.transform.jax_transform(
+            h, argnums=tuple(range(len(primals))), has_aux=True, **req.options
+        )
+        results, (value, aux, new_values, returned) = run(*(p.primal for p in primals))
+        grads = _arrange(req, primals, results, value)
+        return _result(req, grads, value, aux), returned.layout.build(new_values)
 
     return transformed
 
 
+def _make(
+    transform: _Transform,
+    fun: Callable | None,
+    grad_states: Any,
+    argnums: int | Sequence[int] | None,
+    has_aux: bool,
+    return_value: bool,
+    unit_aware: bool,
+    **options: Any,
+) -> Callable:
+    def make(f: Callable) -> Callable:
+        req = _Request(
+            transform, f, grad_states, argnums, has_aux, return_value, unit_aware, options
+        )
+        return _differentiable(req)
+
+    # Without `fun`, a decorator: @ps.augment.grad(grad_states=ps.ParamState).
+    return make if fun is None else make(fun)
+
+
 def grad(
-    fun: Callable,
+    fun: Callable | None = None,
     grad_states: Any = None,
     argnums: int | Sequence[int] | None = None,
     has_aux: bool = False,
@@ -325,7 +429,7 @@ def grad(
     ``g(states, *args) -> (result, new_states)`` where `result` is `grads`,
     ``(grads, value)`` with `return_value`, ``(grads, aux)`` with `has_aux`, or
     ``(grads, value, aux)`` with both; `new_states` are the states after the
-    forward pass.
+    forward pass. Without `fun`, a decorator.
 
     `grads` is what `jax.grad` gives for the selected subtree with every other
     state held fixed: the same nested dict and state kinds. Leaves that are not
@@ -335,30 +439,33 @@ def grad(
 
     Args:
         fun: the stateful function.
-        grad_states: a selector (see `ps.select`) of the states to differentiate.
-        argnums: positions in ``*args`` (0 is the first after `states`) to
-            differentiate too; then ``grads = (state_grads, arg_grads)``. With
-            ``grad_states=None`` it defaults to 0 and ``grads = arg_grads``.
+        grad_states: a selector (see `ps.select`) of the states to differentiate;
+            it must match some state.
+        argnums: positions in ``*args`` (0 is the first after `states`; distinct;
+            negative from the end) to differentiate too; then ``grads =
+            (state_grads, arg_grads)``. With ``grad_states=None`` it defaults to
+            0 and ``grads = arg_grads``.
         has_aux: `fun` returns ``((value, aux), new_states)``; see above.
         return_value: also return the value; see above.
         holomorphic: as in `jax.grad`.
         allow_int: as in `jax.grad`: differentiate integer states too.
-        unit_aware: with brainunit quantities in states, give each gradient the
-            unit value_unit / state_unit. Otherwise gradients are plain arrays of
-            the mantissas' gradients.
+        unit_aware: with brainunit quantities in states and arguments, give each
+            gradient the unit value_unit / input_unit. Otherwise state
+            gradients are plain arrays of the mantissas' gradients.
 
     Example:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
-        >>> def loss(states, x):
+        >>> @ps.augment.grad(grad_states=ps.ParamState)
+        ... def grad_fn(states, x):
         ...     return jnp.sum((x @ states["w"].value) ** 2), states
         >>> states = {"w": ps.ParamState(jnp.ones((2, 1))), "v": ps.ShortTermState(0.0)}
-        >>> grads, _ = ps.augment.grad(loss, ps.ParamState)(states, jnp.ones((1, 2)))
+        >>> grads, _ = grad_fn(states, jnp.ones((1, 2)))
         >>> grads["w"].value.ravel().tolist()
         [4.0, 4.0]
     """
-    return _build(
-        "grad",
+    return _make(
+        _GRAD,
         fun,
         grad_states,
         argnums,
@@ -371,7 +478,7 @@ def grad(
 
 
 def vector_grad(
-    fun: Callable,
+    fun: Callable | None = None,
     grad_states: Any = None,
     argnums: int | Sequence[int] | None = None,
     has_aux: bool = False,
@@ -389,11 +496,11 @@ def vector_grad(
         >>> grads["x"].value.tolist()
         [0.0, 2.0, 4.0]
     """
-    return _build("vector_grad", fun, grad_states, argnums, has_aux, return_value, unit_aware)
+    return _make(_VECTOR_GRAD, fun, grad_states, argnums, has_aux, return_value, unit_aware)
 
 
 def jacrev(
-    fun: Callable,
+    fun: Callable | None = None,
     grad_states: Any = None,
     argnums: int | Sequence[int] | None = None,
     has_aux: bool = False,
@@ -403,7 +510,8 @@ def jacrev(
     unit_aware: bool = False,
 ) -> Callable:
     """Jacobian by reverse mode (`jax.jacrev`): the output's structure outside,
-    the selected state tree inside. Options as in `grad`.
+    the selected state tree (or the arguments, as `jax.jacrev` arranges them)
+    inside. Options as in `grad`.
 
     Example:
         >>> import jax.numpy as jnp
@@ -413,8 +521,8 @@ def jacrev(
         >>> jac["x"].value.tolist()
         [[0.0, 0.0], [0.0, 2.0]]
     """
-    return _build(
-        "jacrev",
+    return _make(
+        _JACREV,
         fun,
         grad_states,
         argnums,
@@ -430,7 +538,7 @@ jacobian = jacrev
 
 
 def jacfwd(
-    fun: Callable,
+    fun: Callable | None = None,
     grad_states: Any = None,
     argnums: int | Sequence[int] | None = None,
     has_aux: bool = False,
@@ -448,8 +556,8 @@ def jacfwd(
         >>> jac["x"].value.tolist()
         [[1.0, 0.0], [0.0, 1.0]]
     """
-    return _build(
-        "jacfwd",
+    return _make(
+        _JACFWD,
         fun,
         grad_states,
         argnums,
@@ -461,7 +569,7 @@ def jacfwd(
 
 
 def hessian(
-    fun: Callable,
+    fun: Callable | None = None,
     grad_states: Any = None,
     argnums: int | Sequence[int] | None = None,
     has_aux: bool = False,
@@ -469,9 +577,10 @@ def hessian(
     holomorphic: bool = False,
     unit_aware: bool = False,
 ) -> Callable:
-    """Hessian (`jax.hessian`): the selected state tree nested in itself. With
-    `argnums` too: ``((H_ss, H_sa), (H_as, H_aa))`` as
-    ``jax.hessian(argnums=(0, 1))`` gives.
+    """Hessian (`jax.hessian`): the selected state tree nested in itself (see
+    the module docstring for a worked shape example). With `argnums` too:
+    ``((H_ss, H_sa), (H_as, H_aa))`` as ``jax.hessian(argnums=(0, 1))`` gives.
+    With `unit_aware`, each block has the unit value / (unit_i * unit_j).
 
     Example:
         >>> import jax.numpy as jnp
@@ -481,8 +590,8 @@ def hessian(
         >>> hess["x"].value["x"].value.tolist()
         [[6.0, 0.0], [0.0, 12.0]]
     """
-    return _build(
-        "hessian",
+    return _make(
+        _HESSIAN,
         fun,
         grad_states,
         argnums,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import jax
 
-from .._stateful import call_stateful
+from .. import environ
+from .._layout import Layout, Returned, Values, check_statics_kept, take_apart
+from .._stateful import call_stateful, fun_name
 from .._tree import StateTree
 
 __all__ = ["remat"]
@@ -19,6 +21,10 @@ def remat(
 ) -> Callable:
     """Recompute `fun`'s intermediates in the backward pass instead of storing
     them (`jax.checkpoint`); values and gradients are unchanged.
+
+    `jax.checkpoint` keeps its own trace cache, so the states' layout and the
+    `ps.environ` settings are static arguments of the checkpointed function: a
+    changed setting retraces, and a traced setting is passed in as an input.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -33,8 +39,29 @@ def remat(
     """
     if fun is None:
         return functools.partial(remat, prevent_cse=prevent_cse, policy=policy)
+    prefix = f"ps.augment.remat({fun_name(fun)}): "
 
-    def checked(states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
-        return call_stateful(fun, states, *args, **kwargs)
+    def run(
+        env_key: Hashable, layout: Layout, env_leaves: tuple, values: Values, args: tuple, kwargs
+    ) -> tuple[Any, Values, Returned | None]:
+        del env_key  # only part of the cache key; the settings are read from environ
+        with environ.rebound(environ.current(), env_leaves):
+            out, new_states = call_stateful(fun, layout.build(values), *args, **kwargs)
+        new_values, new_layout = take_apart(new_states)
+        check_statics_kept(layout, new_layout, prefix.rstrip(": "))
+        return (out, *Returned.describe(layout, values, new_layout, new_values, False))
 
-    return functools.wraps(fun)(jax.checkpoint(checked, prevent_cse=prevent_cse, policy=policy))
+    checkpointed = jax.checkpoint(run, prevent_cse=prevent_cse, policy=policy, static_argnums=(0, 1))
+
+    @functools.wraps(fun)
+    def rematerialised(states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
+        frame = environ.current()
+        values, layout = take_apart(states, prefix)
+        out, new_values, returned = checkpointed(
+            frame.key, layout, frame.traced_leaves, values, args, kwargs
+        )
+        if returned is not None and returned.layout is not None:
+            layout = returned.layout
+        return out, layout.build(new_values)
+
+    return rematerialised

@@ -1,7 +1,9 @@
 """Control flow over stateful functions: `scan`, `for_loop`, `while_loop`, `cond`.
 
-Each is `jax.lax` with the state tree in the carry. The stateful contract and
-the layout of every carried state are checked once, when JAX traces the body.
+Each is `jax.lax` with the states' values in the carry and the tree's layout
+(keys, kinds, the static parts of pytree values) closed over. The stateful
+contract and the layout of every carried state are checked once, when JAX
+traces the body.
 """
 
 from __future__ import annotations
@@ -11,18 +13,26 @@ from typing import Any
 
 import jax
 
-from .._describe import check_same_layout
 from .._errors import StateError
+from .._layout import Layout, Values, check_avals_kept, take_apart, values_in_layout
 from .._stateful import call_stateful, fun_name
 from .._tree import StateTree
 
 __all__ = ["cond", "for_loop", "scan", "while_loop"]
 
 
-def _checked_step(fun: Callable, states: StateTree, *args: Any) -> tuple[Any, StateTree]:
-    out, new_states = call_stateful(fun, states, *args)
-    check_same_layout(states, new_states, f"The loop body {fun_name(fun)!r}")
-    return out, new_states
+def _carried(fun: Callable, layout: Layout, where: str) -> Callable[..., tuple[Any, Values]]:
+    """`fun` on the values of a carried state tree: ``(values, *args) -> (out,
+    new_values)``, checking that every state keeps its layout (`where` names
+    the function in the message)."""
+
+    def step(values: Values, *args: Any) -> tuple[Any, Values]:
+        out, new_states = call_stateful(fun, layout.build(values), *args)
+        new_values = values_in_layout(layout, new_states, lambda: where)
+        check_avals_kept(layout, values, new_values, where)
+        return out, new_values
+
+    return step
 
 
 def scan(
@@ -47,12 +57,15 @@ def scan(
         ([0.0, 1.0, 3.0, 6.0], 6.0)
     """
 
-    def body(carry: StateTree, x: Any) -> tuple[StateTree, Any]:
-        y, new = _checked_step(fun, carry, x)
-        return new, y
+    values, layout = take_apart(states, "ps.compile.scan: ")
+    step = _carried(fun, layout, f"The body {fun_name(fun)!r} of ps.compile.scan")
 
-    new_states, ys = jax.lax.scan(body, states, xs, length=length, reverse=reverse, unroll=unroll)
-    return ys, new_states
+    def body(carry: Values, x: Any) -> tuple[Values, Any]:
+        y, new_values = step(carry, x)
+        return new_values, y
+
+    new_values, ys = jax.lax.scan(body, values, xs, length=length, reverse=reverse, unroll=unroll)
+    return ys, layout.build(new_values)
 
 
 def for_loop(
@@ -98,13 +111,20 @@ def while_loop(
         (3, 8.0)
     """
 
-    def body(carry: tuple[StateTree, Any]) -> tuple[StateTree, Any]:
-        carried, v = carry
-        v, new = _checked_step(body_fun, carried, v)
-        return new, v
+    values, layout = take_apart(states, "ps.compile.while_loop: ")
+    step = _carried(body_fun, layout, f"The body {fun_name(body_fun)!r} of ps.compile.while_loop")
 
-    new_states, v = jax.lax.while_loop(lambda c: cond_fun(*c), body, (states, init_val))
-    return v, new_states
+    def keep_going(carry: tuple[Values, Any]) -> Any:
+        carried, v = carry
+        return cond_fun(layout.build(carried), v)
+
+    def body(carry: tuple[Values, Any]) -> tuple[Values, Any]:
+        carried, v = carry
+        v, new_values = step(carried, v)
+        return new_values, v
+
+    new_values, v = jax.lax.while_loop(keep_going, body, (values, init_val))
+    return v, layout.build(new_values)
 
 
 def cond(
@@ -124,15 +144,20 @@ def cond(
         (2.0, 1.0)
     """
 
-    def branch(fun: Callable) -> Callable:
-        def run(args: tuple) -> tuple[Any, StateTree]:
+    values, layout = take_apart(states, "ps.compile.cond: ")
+
+    def branch(fun: Callable, which: str) -> Callable:
+        step = _carried(fun, layout, f"The {which} branch {fun_name(fun)!r} of ps.compile.cond")
+
+        def run(args: tuple) -> tuple[Any, Values]:
             carried, ops = args
-            return _checked_step(fun, carried, *ops)
+            return step(carried, *ops)
 
         return run
 
+    branches = [branch(true_fun, "true"), branch(false_fun, "false")]
     # Trace both branches abstractly first, so a mismatch names the states.
-    shapes = [jax.eval_shape(branch(f), (states, operands)) for f in (true_fun, false_fun)]
+    shapes = [jax.eval_shape(run, (values, operands)) for run in branches]
     (out_t, _), (out_f, _) = shapes
     if jax.tree.structure(out_t) != jax.tree.structure(out_f) or any(
         (a.shape, a.dtype) != (b.shape, b.dtype)
@@ -143,4 +168,5 @@ def cond(
             f"{fun_name(false_fun)!r} return outputs of different structure, shape or "
             f"dtype: {out_t} vs {out_f}."
         )
-    return jax.lax.cond(pred, branch(true_fun), branch(false_fun), (states, operands))
+    out, new_values = jax.lax.cond(pred, *branches, (values, operands))
+    return out, layout.build(new_values)

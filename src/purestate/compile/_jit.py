@@ -3,39 +3,59 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-import equinox as eqx
 import jax
 
 from .. import environ
-from .._errors import StateError
-from .._paths import path_str
-from .._selectors import as_selector
-from .._split import merge, split_compiled
+from .._argnums import index_tuple, infer_static, name_tuple, resolve
+from .._errors import StateError, StateTypeError
+from .._layout import Layout, Returned, Values, check_statics_kept, take_apart
+from .._selectors import Selector, as_selector
+from .._split import assign
 from .._stateful import call_stateful, fun_name
-from .._tree import StateTree, iter_states
-from ._layout import Layout, PassedThrough, take_apart
+from .._tree import StateTree
 
 __all__ = ["jit"]
 
+# Leading arguments of the traced function: the settings' key and the layout
+# (static), the traced settings and the states' values.
+_N_INTERNAL = 4
 
-def _as_tuple(x: int | str | Sequence[Any]) -> tuple:
-    return (x,) if isinstance(x, (int, str)) else tuple(x)
+
+class _Placements:
+    """`state_shardings`: which values are pinned to which sharding."""
+
+    def __init__(self, state_shardings: dict[Any, jax.sharding.Sharding] | None, where: str):
+        items = list((state_shardings or {}).items())
+        self.selectors: tuple[Selector, ...] = tuple(as_selector(sel) for sel, _ in items)
+        self.shardings = tuple(sharding for _, sharding in items)
+        self.where = where
+
+    def constrain(self, layout: Layout, values: Values) -> Values:
+        """Pin the selected values to their shardings (inside the trace)."""
+        if not self.selectors:
+            return values
+        options = ("state_shardings",) * len(self.selectors)
+        choice = assign(layout, values, self.selectors, options, self.where)
+        return [
+            v if c == len(self.shardings) else jax.lax.with_sharding_constraint(v, self.shardings[c])
+            for v, c in zip(values, choice, strict=True)
+        ]
 
 
-def _constrain(states: StateTree, placements: tuple) -> StateTree:
-    """Pin the selected states to their shardings (inside the trace)."""
-    if not placements:
-        return states
-    selectors = tuple(sel for sel, _ in placements)
-    *parts, rest = split_compiled(states, selectors)
-    placed = [
-        jax.lax.with_sharding_constraint(part, sharding)
-        for part, (_, sharding) in zip(parts, placements, strict=True)
-    ]
-    return merge(*placed, rest)
+def _explain_static_states(where: str, args: tuple, positions: tuple[int, ...]) -> None:
+    """A state tree given as a static argument: the function's parameters are
+    probably in the wrong order."""
+    for i in positions:
+        if isinstance(args[i], dict):
+            raise StateTypeError(
+                f"{where}: argument {i} after `states` is static but holds a dict (a state "
+                "tree?). A stateful function takes the state tree first, f(states, *args), "
+                "and static_argnums counts the arguments after it (0 is the first argument "
+                "after `states`)."
+            )
 
 
 def jit(
@@ -49,23 +69,32 @@ def jit(
     """Compile a stateful function ``fun(states, *args) -> (out, new_states)``.
 
     A thin `jax.jit`. It hands JAX the states' values as a flat list and the
-    tree's layout (keys, nesting, kinds) as a static argument, so a call costs
-    less than `jax.jit` on the state tree itself, whose `State` nodes JAX would
-    flatten and rebuild through Python callbacks. The current `ps.environ`
-    settings are part of the cache key, so a changed ``dt`` retraces instead of
-    reusing a stale trace. It retraces when a state's structure, kind, shape or
-    dtype changes, or when the tree's keys come in another order. A state that
-    `fun` returns unchanged comes back holding the very array that went in,
-    where `jax.jit` would copy it (unless the states are donated).
+    tree's layout (keys, nesting, kinds, and the static parts of pytree
+    values) as a static argument, so a call costs less than `jax.jit` on the
+    state tree itself, whose `State` nodes JAX would flatten and rebuild
+    through Python callbacks. The current `ps.environ` settings are part of the
+    cache key, so a changed ``dt`` retraces instead of reusing a stale trace;
+    a traced setting is passed in as an input. It retraces when a state's
+    structure, kind, shape or dtype changes, or when the tree's keys come in
+    another order. A state that `fun` returns unchanged comes back holding the
+    very array that went in, where `jax.jit` would copy it (unless the states
+    are donated). Non-array leaves of state values (an `equinox.Module`'s
+    activation function) are static, as in `equinox.filter_jit`, and `fun` may
+    not change them.
 
     Args:
         fun: the stateful function (or use ``@ps.compile.jit(...)``).
         static_argnums: positions in ``*args`` (0 is the first after `states`)
-            that are static, as in `jax.jit`.
-        static_argnames: keyword arguments that are static.
+            that are static, with `jax.jit`'s rules: negative positions count
+            from the end, and the names of those parameters become static too.
+        static_argnames: keyword arguments that are static; a parameter named
+            here is static also when passed positionally.
         donate_states: donate the input state buffers to the computation.
         state_shardings: ``{selector: jax.sharding.Sharding}``; the selected
             states are placed on those shardings, inside and on output.
+
+    The jitted function has ``.lower(states, *args)`` (as `jax.jit`'s) and
+    ``.clear_cache()``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -86,122 +115,144 @@ def jit(
     )
     if fun is None:
         return functools.partial(jit, **options)
-    placements = tuple(
-        (as_selector(sel), sharding) for sel, sharding in (state_shardings or {}).items()
-    )
+    return _Jitted(fun, **options).as_function()
 
-    def traced(env_key: Any, states: StateTree, *args: Any, **kwargs: Any) -> Any:
+
+class _Jitted:
+    """The state behind one `jit`-compiled function."""
+
+    def __init__(
+        self,
+        fun: Callable,
+        *,
+        static_argnums: int | Sequence[int],
+        static_argnames: str | Sequence[str],
+        donate_states: bool,
+        state_shardings: dict[Any, jax.sharding.Sharding] | None,
+    ):
+        self.fun = fun
+        self.where = f"ps.compile.jit({fun_name(fun)})"
+        self.prefix = f"{self.where}: "
+        nums, names = infer_static(
+            fun,
+            index_tuple(static_argnums, "static_argnums", self.where),
+            name_tuple(static_argnames, "static_argnames", self.where),
+        )
+        self.static_argnums = nums
+        self.negative_reach = max((-i for i in nums if i < 0), default=0)
+        self.donate_states = donate_states
+        self.placements = _Placements(state_shardings, self.where)
+        self.jitted = jax.jit(
+            self._traced,
+            # JAX resolves negative positions from the end of the call's
+            # arguments, which the internal ones (at the front) do not change.
+            static_argnums=(0, 1, *(i + _N_INTERNAL if i >= 0 else i for i in nums)),
+            static_argnames=names,
+            donate_argnums=(3,) if donate_states else (),
+        )
+
+    def _traced(
+        self, env_key: Hashable, layout: Layout, env_leaves: tuple, values: Values, *args, **kwargs
+    ) -> tuple[Any, Values, Returned | None]:
         del env_key  # only part of the cache key; the settings are read from environ
-        states = _constrain(states, placements)
-        out, new_states = call_stateful(fun, states, *args, **kwargs)
-        return out, _constrain(new_states, placements)
+        with environ.rebound(environ.current(), env_leaves):
+            values = self.placements.constrain(layout, values)
+            out, new_states = call_stateful(self.fun, layout.build(values), *args, **kwargs)
+        new_values, new_layout = take_apart(new_states)
+        check_statics_kept(layout, new_layout, self.where)
+        new_values = self.placements.constrain(new_layout, new_values)
+        return (out, *Returned.describe(layout, values, new_layout, new_values, not self.donate_states))
 
-    def traced_filtered(env_key: Any, arrays: StateTree, static: _Static, *args, **kwargs) -> Any:
-        out, new_states = traced(env_key, eqx.combine(arrays, static.tree), *args, **kwargs)
-        new_arrays, new_static = eqx.partition(new_states, eqx.is_array)
-        static.check_unchanged(new_static, fun)
-        return out, new_arrays
+    def _check_static_args(self, args: tuple) -> None:
+        if self.negative_reach > len(args):
+            resolve(self.static_argnums, len(args), "static_argnums", self.where)
+        n = len(args)
+        positions = tuple(i % n for i in self.static_argnums if -n <= i < n)
+        _explain_static_states(self.where, args, positions)
 
-    def compile_with(f: Callable, shift: int) -> Callable:
-        return jax.jit(
-            f,
-            static_argnums=(0, *range(2, shift), *(i + shift for i in _as_tuple(static_argnums))),
-            static_argnames=_as_tuple(static_argnames),
-            donate_argnums=(1,) if donate_states else (),
-        )
+    def _arguments(self, states: StateTree, args: tuple) -> tuple:
+        if self.static_argnums:
+            self._check_static_args(args)
+        frame = environ.current()
+        values, layout = take_apart(states, self.prefix)
+        return (frame.key, layout, frame.traced_leaves, values, *args)
 
-    def traced_flat(env_key: Any, values: list, layout: Layout, *args: Any, **kwargs: Any) -> Any:
-        out, new_states = traced(env_key, layout.build(values), *args, **kwargs)
-        new_values = layout.values_of(new_states)  # same paths and kinds: checked in traced
-        if donate_states:  # a donated input cannot be handed back
-            return out, new_values, None
-        return out, *PassedThrough.leave_out(values, new_values)
+    def lower(self, states: StateTree, *args: Any, **kwargs: Any) -> _Lowered:
+        """`jax.jit(...).lower` for these states and arguments."""
+        call_args = self._arguments(states, args)
+        lowered = self.jitted.lower(*call_args, **kwargs)
+        return _Lowered(lowered, call_args[0], call_args[1], self.where)
 
-    jitted = compile_with(traced, 2)
-    jitted_flat = compile_with(traced_flat, 3)
-    jitted_filtered = compile_with(traced_filtered, 3)
-    layouts: dict[tuple, Layout | None] = {}
-    needs_filter = [False]
+    def clear_cache(self) -> None:
+        """Drop the compiled traces (as `jax.jit`'s ``clear_cache``)."""
+        self.jitted.clear_cache()
 
-    def taken_apart(states: StateTree) -> tuple[list | None, Layout | None]:
-        """The fast path's values and layout; no layout for anything but a
-        plain state tree (the general path then handles it, or explains what
-        is wrong with it)."""
-        try:
-            values, signature = take_apart(states)
-        except (AttributeError, TypeError):
-            return None, None
-        return values, Layout.of(signature, layouts)
+    def as_function(self) -> Callable:
+        """The jitted function, named and documented like `fun`. Its body is
+        the per-call path: kept to a few lookups beyond `jax.jit` itself."""
+        jitted, arguments = self.jitted, self._arguments
 
-    def call_filtered(env_key: Any, states: StateTree, *args: Any, **kwargs: Any) -> Any:
-        # States holding non-array leaves (an eqx.Module's activation function):
-        # those leaves travel as a static argument, as equinox.filter_jit does.
-        arrays, static = eqx.partition(states, eqx.is_array)
-        out, new_arrays = jitted_filtered(env_key, arrays, _Static(static), *args, **kwargs)
-        return out, eqx.combine(new_arrays, static)
+        @functools.wraps(self.fun)
+        def call(states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
+            call_args = arguments(states, args)
+            out, new_values, returned = jitted(*call_args, **kwargs)
+            layout = call_args[1]
+            if returned is None:
+                return out, layout.build(new_values)
+            new_layout = returned.layout or layout
+            return out, new_layout.build(returned.fill_in(call_args[3], new_values))
 
-    @functools.wraps(fun)
-    def wrapper(states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
-        env_key = environ.cache_key()
-        if needs_filter[0]:
-            return call_filtered(env_key, states, *args, **kwargs)
-        values, layout = taken_apart(states)
-        try:
-            if layout is None:
-                return jitted(env_key, states, *args, **kwargs)
-            out, new_values, passed = jitted_flat(env_key, values, layout, *args, **kwargs)
-        except TypeError as error:
-            message = str(error)
-            if "as an abstract array" not in message and "not a valid JAX type" not in message:
-                raise
-            needs_filter[0] = True
-            return call_filtered(env_key, states, *args, **kwargs)
-        if passed is not None:
-            new_values = passed.fill_in(values, new_values)
-        return out, layout.build(new_values)
-
-    def lower(states: StateTree, *args: Any, **kwargs: Any) -> Any:
-        env_key = environ.cache_key()
-        values, layout = taken_apart(states)
-        if layout is None:
-            return jitted.lower(env_key, states, *args, **kwargs)
-        return jitted_flat.lower(env_key, values, layout, *args, **kwargs)
-
-    wrapper.lower = lower  # type: ignore[attr-defined]
-    return wrapper
+        call.lower = self.lower  # type: ignore[attr-defined]
+        call.clear_cache = self.clear_cache  # type: ignore[attr-defined]
+        return call
 
 
-class _Static:
-    """The non-array leaves of a state tree, hashable, as a static argument."""
+class _Lowered:
+    """`jax.stages.Lowered` for a stateful function: `compile` gives a
+    function of ``(states, *args)``; everything else is JAX's."""
 
-    def __init__(self, tree: StateTree):
-        self.tree = tree
-        leaves, self.treedef = jax.tree.flatten(tree)
-        self.leaves = tuple(leaves)
+    def __init__(self, lowered: Any, env_key: Hashable, layout: Layout, where: str):
+        self._lowered = lowered
+        self._env_key = env_key
+        self._layout = layout
+        self._where = where
 
-    def __hash__(self) -> int:
-        return hash((self.treedef, self.leaves))
+    def compile(self, *args: Any, **kwargs: Any) -> _Compiled:
+        compiled = self._lowered.compile(*args, **kwargs)
+        return _Compiled(compiled, self._env_key, self._layout, self._where)
 
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, _Static)
-            and self.treedef == other.treedef
-            and self.leaves == other.leaves
-        )
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lowered, name)
 
-    def check_unchanged(self, new_tree: StateTree, fun: Callable) -> None:
-        new_leaves, new_def = jax.tree.flatten(new_tree)
-        if new_def == self.treedef and tuple(new_leaves) == self.leaves:
-            return
-        old = dict(iter_states(self.tree))
-        changed = [
-            path_str(path)
-            for path, state in iter_states(new_tree)
-            if jax.tree.flatten(state) != jax.tree.flatten(old[path])
-        ]
-        raise StateError(
-            f"ps.compile.jit({fun_name(fun)}): the function changes non-array leaves "
-            f"(functions, ints, None inside pytree values) of the states "
-            f"{', '.join(map(repr, changed)) or '(structure changed)'}. Under jit only "
-            "array values can change; keep the rest of each value as it was."
-        )
+
+class _Compiled:
+    """`jax.stages.Compiled` called as ``compiled(states, *args)``; static
+    arguments are left out, as with JAX's compiled functions."""
+
+    def __init__(self, compiled: Any, env_key: Hashable, layout: Layout, where: str):
+        self._compiled = compiled
+        self._env_key = env_key
+        self._layout = layout
+        self._where = where
+
+    def __call__(self, states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
+        frame = environ.current()
+        values, layout = take_apart(states, f"{self._where}: ")
+        if layout is not self._layout:
+            raise StateError(
+                f"{self._where}: this compiled function was lowered for a state tree of "
+                "another layout (keys, kinds or pytree structure of the values); lower it "
+                "again for these states."
+            )
+        if frame.key != self._env_key:
+            raise StateError(
+                f"{self._where}: this compiled function was lowered under other ps.environ "
+                "settings, which it has baked in; lower it again under the current ones."
+            )
+        out, new_values, returned = self._compiled(frame.traced_leaves, values, *args, **kwargs)
+        if returned is None:
+            return out, layout.build(new_values)
+        return out, (returned.layout or layout).build(returned.fill_in(values, new_values))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._compiled, name)

@@ -12,7 +12,7 @@ import jax
 
 from .._state import State
 from .._tree import StateTree
-from ..environ import _hashable
+from ..environ import content_key
 
 __all__ = ["Module", "as_key", "split_key"]
 
@@ -165,7 +165,7 @@ class Module(eqx.Module):
         # Quantities (tau = 5 * u.ms) are unhashable; hash a stand-in that is
         # equal exactly when the values are.
         return hash(
-            (type(self), *(_hashable(getattr(self, f.name)) for f in dataclasses.fields(self)))
+            (type(self), *(content_key(getattr(self, f.name), f.name) for f in dataclasses.fields(self)))
         )
 
 
