@@ -14,13 +14,20 @@ Example:
     True
 """
 
-from . import augment, compile, environ, nn, optim, random, surrogate, testing
+from typing import TYPE_CHECKING
+
+from . import augment, compile, environ, nn, optim, random, surrogate
 from ._errors import BatchAxisError, StateError
 from ._selectors import All, Any, Not, Selector
 from ._split import merge, select, split, update
 from ._state import LongTermState, ParamState, RandomState, ShortTermState, State
 from ._summary import summary
 from ._tree import flatten, get, set, unflatten
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from . import testing
 
 __version__ = "0.1.0"
 
@@ -54,3 +61,17 @@ __all__ = [
     "unflatten",
     "update",
 ]
+
+
+def __getattr__(name: str) -> "ModuleType":
+    # `ps.testing` needs Hypothesis, which a model run does not: import it on
+    # first use so that `import purestate` stays free of it.
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.testing")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "testing"})

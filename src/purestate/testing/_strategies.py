@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Sequence
 from typing import Any
 
 import brainunit as u
 import hypothesis.strategies as st
+import jax
 import jax.numpy as jnp
 import numpy as np
 from hypothesis.extra import numpy as hnp
@@ -15,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 from .._paths import Path
 from .._selectors import All, Not
 from .._selectors import Any as AnyOf
-from .._state import LongTermState, ParamState, ShortTermState, State
+from .._state import LongTermState, ParamState, RandomState, ShortTermState, State
 from .._tree import flatten, unflatten
 
 __all__ = ["selectors", "state_trees", "subtrees"]
@@ -50,23 +52,65 @@ def _value(draw, shapes, dtypes, quantities: bool, dict_values: bool) -> Any:
     return _array(shape, dtype)
 
 
+# Characters of generated keys, in shrinking order: a failing example shrinks
+# towards short lowercase keys ('a', 'b', or 'w' from the common names).
+KEY_CHARACTERS = string.ascii_lowercase + string.ascii_uppercase + string.digits + "_"
+# Names as models spell them, mixed in so that the same name recurs at
+# different depths (which globs such as '*V' then tell apart).
+COMMON_KEYS = ("w", "b", "V", "lif", "layer_0", "h", "mean", "count", "W_in", "x1")
+
+
+# State tree keys: non-empty identifiers of ASCII letters (either case), digits
+# and underscores, up to 8 characters (so never containing '/').
+_KEYS = st.one_of(
+    st.lists(st.sampled_from(KEY_CHARACTERS), min_size=1, max_size=8).map("".join),
+    st.sampled_from(COMMON_KEYS),
+)
+
+_BOOLEANS = st.booleans()
+_SEEDS = st.integers(0, 2**32 - 1)
+
+
+# Strategies are cached: building one per draw costs more than the draw.
+@functools.cache
+def _sibling_keys(n: int) -> st.SearchStrategy[list[str]]:
+    return st.lists(_KEYS, min_size=n, max_size=n, unique=True)
+
+
+@functools.cache
+def _integers(lo: int, hi: int) -> st.SearchStrategy[int]:
+    return st.integers(lo, hi)
+
+
+def _place(draw: Any, n: int, depth: int, prefix: Path) -> list[Path]:
+    """`n` paths under `prefix`, at most `depth` keys below it, none a prefix
+    of another."""
+    if n == 0:
+        return []
+    if depth == 1:
+        return [(*prefix, k) for k in draw(_sibling_keys(n))]
+    # Split the n states into groups, one group per child key: first how many
+    # groups, then which group each state beyond the first of each goes to.
+    # Every draw shrinks towards n groups of one state each, held directly
+    # under its key, so a failing example shrinks towards a flat dict.
+    groups = n - draw(_integers(0, n - 1))
+    sizes = [1] * groups
+    for _ in range(n - groups):
+        sizes[draw(_integers(0, groups - 1))] += 1
+    paths: list[Path] = []
+    for key, size in zip(draw(_sibling_keys(len(sizes))), sizes, strict=True):
+        if size == 1 and not draw(_BOOLEANS):
+            paths.append((*prefix, key))
+        else:
+            paths.extend(_place(draw, size, depth - 1, (*prefix, key)))
+    return paths
+
+
 @st.composite
 def _paths(draw, min_states: int, max_states: int, max_depth: int) -> list[Path]:
-    """Random paths of which none is a prefix of another."""
-    names = st.sampled_from(list(string.ascii_lowercase[:6]))
-    raw = draw(
-        st.lists(
-            st.lists(names, min_size=1, max_size=max_depth).map(tuple),
-            min_size=min_states,
-            max_size=max_states,
-            unique=True,
-        )
-    )
-    paths: list[Path] = []
-    for p in sorted(raw, key=len):
-        if not any(p[: len(q)] == q or q[: len(p)] == p for q in paths):
-            paths.append(p)
-    return paths
+    """Between `min_states` and `max_states` distinct paths of 1 to
+    `max_depth` keys, of which none is a prefix of another."""
+    return _place(draw, draw(_integers(min_states, max_states)), max_depth, ())
 
 
 @st.composite
@@ -75,7 +119,10 @@ def _trees(draw, min_states, max_states, max_depth, kinds, shapes, dtypes, quant
     flat = {}
     for path in paths:
         kind = draw(st.sampled_from(kinds))
-        flat[path] = kind(draw(draw(_value(shapes, dtypes, quantities, dict_values))))
+        if issubclass(kind, RandomState):
+            flat[path] = kind(jax.random.key(draw(_SEEDS)))
+        else:
+            flat[path] = kind(draw(draw(_value(shapes, dtypes, quantities, dict_values))))
     return unflatten(flat)
 
 
@@ -94,6 +141,16 @@ def state_trees(
     random `kinds`, holding arrays of random `shapes` and `dtypes`; optionally
     brainunit quantities (float dtypes only) and dict-valued states.
 
+    Every tree has between `min_states` and `max_states` states (inclusive),
+    each at a path of 1 to `max_depth` keys. Keys are non-empty identifiers of
+    ASCII letters (either case), digits and underscores, up to 8 characters
+    (``'w'``, ``'lif'``, ``'layer_0'``, ``'V'``), and shrink towards short
+    lowercase ones. A `RandomState` kind (or a subclass of it) holds a typed
+    PRNG key, ``jax.random.key(seed)`` with a drawn seed, whatever `shapes`
+    and `dtypes` say, so that every tree is valid for every transform. Raises
+    `ValueError` unless ``0 <= min_states <= max_states``, ``max_depth >= 1``
+    and `kinds` is non-empty.
+
     Example:
         >>> import purestate as ps
         >>> from hypothesis import given, settings
@@ -103,7 +160,24 @@ def state_trees(
         ...     paths = list(ps.flatten(tree))
         ...     assert paths == sorted(paths)
         >>> test_flatten_sorted()
+        >>> kinds = (ps.ParamState, ps.RandomState)
+        >>> @settings(max_examples=5)
+        ... @given(ps.testing.state_trees(min_states=2, max_states=4, kinds=kinds))
+        ... def test_sizes(tree):
+        ...     assert 2 <= len(ps.flatten(tree)) <= 4
+        >>> test_sizes()
     """
+    if min_states < 0:
+        raise ValueError(f"min_states must be >= 0; got {min_states}.")
+    if min_states > max_states:
+        raise ValueError(
+            f"min_states must be <= max_states; got min_states={min_states} > "
+            f"max_states={max_states}."
+        )
+    if max_depth < 1:
+        raise ValueError(f"max_depth must be >= 1; got {max_depth}.")
+    if not kinds:
+        raise ValueError("kinds must name at least one State kind; got none.")
     if shapes is None:
         shapes = hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3)
     return _trees(
