@@ -18,6 +18,7 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 test: $(VENV)/.installed-test,docs,demo
 	$(BIN)/ruff check src tests property_tests benchmarks examples docs
 	$(BIN)/ruff format --check src tests property_tests benchmarks examples docs
+	$(BIN)/mypy
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -d site
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests property_tests \
 		--doctest-modules src/purestate
@@ -35,6 +36,7 @@ bench: $(VENV)/.installed-bench,demo
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests property_tests benchmarks examples docs
 	$(BIN)/ruff format --check src tests property_tests benchmarks examples docs
+	$(BIN)/mypy
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format src tests property_tests benchmarks examples docs

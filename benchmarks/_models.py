@@ -140,8 +140,8 @@ def purestate(problem: str) -> tuple[Impl, Impl]:
 
 def jax_on_state_tree(problem: str) -> tuple[Impl, Impl]:
     """Plain ``jax.jit``/``jax.grad`` handed the purestate tree itself: what the
-    `State` pytree nodes cost by themselves (the contract's reference for
-    ``ps.compile.jit``), without any purestate transform."""
+    `State` pytree nodes cost by themselves (the reference for
+    ``ps.compile.jit``'s per-call cost), without any purestate transform."""
     make, loss = PROBLEMS[problem]
     params, x, y = make()
     states = jax.tree.map(ps.ParamState, params)

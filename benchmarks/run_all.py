@@ -127,8 +127,8 @@ READING = [
     f"- **{STATE_TREE}** is the same raw JAX function handed the purestate tree itself "
     "(`State` pytree nodes around the arrays), with no purestate transform. JAX "
     "flattens and rebuilds each `State` node through a Python callback on every call; "
-    "this column is the reference that the contract sets for `ps.compile.jit` (O(1) "
-    "work per call beyond it). `ps.compile.jit` avoids those callbacks: it hands "
+    "this column is the reference for `ps.compile.jit`, which may add only O(1) "
+    "work per call beyond it. `ps.compile.jit` avoids those callbacks: it hands "
     "`jax.jit` the values as a flat list and the tree's layout as a static argument, "
     "and rebuilds the tree in a plain loop. The purestate cell gives both ratios.",
     "- Every result is waited for with `jax.block_until_ready`, which flattens it: for "

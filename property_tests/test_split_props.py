@@ -19,7 +19,7 @@ def chosen(tree, selector):
 
 
 def by_hand(tree, selector):
-    """The paths a selector picks, computed from the contract's definitions."""
+    """The paths a selector picks, computed from the selector forms' definitions."""
     compiled = ps._selectors.as_selector(selector)
     return {p for p, s in ps.flatten(tree).items() if compiled.matches(p, s)}
 

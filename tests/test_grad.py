@@ -71,7 +71,7 @@ def test_hessian_jacobian_and_composition_of_the_seed_example():
     jac, _ = ps.augment.jacobian(loss_fn, ps.ParamState)(states, x, y)
     ps.testing.assert_trees_allclose(jac, jax.jacrev(lambda s: loss_fn(s, x, y)[0])(states))
 
-    # grad of the sum of the gradient (the seed's composite_grad) equals the
+    # grad of the sum of the gradient (the tutorial's composite_grad) equals the
     # row sums of the Hessian.
     def grad_sum(s, x, y):
         g, s = ps.augment.grad(loss_fn, ps.ParamState)(s, x, y)

@@ -90,7 +90,7 @@ def test_static_argnums_count_args_after_states():
     np.testing.assert_array_equal(out, 4 * np.ones(2))
 
 
-def test_contract_is_checked_at_trace_time():
+def test_stateful_convention_is_checked_at_trace_time():
     def drops_a_state(states):
         return None, {}
 

@@ -3,7 +3,7 @@
 Between steps the input current is constant, so ``tau dV/dt = -(V - V_rest) + R I``
 has the exact solution ``V(t + dt) = V_inf + (V(t) - V_inf) exp(-dt / tau)`` with
 ``V_inf = V_rest + R I``. The reference below applies it in float64 with the
-reset rules of API.md (spike where ``V >= V_th``).
+reset rules of ps.nn.LIF (spike where ``V >= V_th``).
 """
 
 import brainunit as u
@@ -202,7 +202,7 @@ def test_hashable_equal_and_immutable():
 
 
 def test_seed_example_under_augment_vmap():
-    """The seed tutorial's batched call: vmap over the batched V equals the batched call."""
+    """The tutorial's batched call: vmap over the batched V equals the batched call."""
     lif = ps.nn.LIF(3)
     states = lif.init(batch_size=4)
     x = jnp.linspace(1.0, 80.0, 12).reshape(4, 3) * u.mA

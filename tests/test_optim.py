@@ -404,7 +404,7 @@ def test_a_selected_state_without_a_gradient_entry_is_an_error(compiled):
     opt = ps.optim.Optimizer(optax.sgd(0.1))
     update = jax.jit(opt.update) if compiled else opt.update
     grads = {"lin": {"weight": ps.ParamState(jnp.ones((3, 2)))}, "scale": ps.ParamState(1.0)}
-    with pytest.raises(ps.StateError, match=r"no gradient for the selected states 'lin/bias'"):
+    with pytest.raises(ps.StateError, match=r"no gradient for the selected states: 'lin/bias'"):
         update(states, grads)
     with pytest.raises(ps.StateError, match=r"'lin/bias', 'lin/weight', 'scale'"):
         update(states, {})

@@ -8,7 +8,7 @@ import purestate as ps
 
 
 def foo(states):
-    """The seed tutorial's Foo: b = a * b."""
+    """The tutorial's Foo: b = a * b."""
     return None, ps.set(states, "b", states["a"].value * states["b"].value)
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import brainunit as u
 import jax
 
+from . import _pytree as pytree
+
 __all__ = ["describe_value"]
 
 
@@ -22,7 +24,7 @@ def describe_value(value: Any) -> str:
             return type(leaf).__name__
         return f"{aval.dtype}[{','.join(map(str, aval.shape))}]"
 
-    leaves, treedef = jax.tree.flatten(value, is_leaf=lambda x: isinstance(x, u.Quantity))
+    leaves, treedef = pytree.flatten(value, is_leaf=lambda x: isinstance(x, u.Quantity))
     if treedef.num_nodes == 1 and len(leaves) == 1:
         return one(leaves[0])
     return f"{treedef} of ({', '.join(one(leaf) for leaf in leaves)})"

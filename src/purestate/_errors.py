@@ -32,13 +32,13 @@ class BatchAxisError(ValueError):
 
 
 class StateTypeError(StateError, TypeError):
-    """A value of the wrong type where the contract expects a `State`, a `str`
-    key or a selector. It is both a `TypeError` (as the contract says) and a
+    """A value of the wrong type where purestate expects a `State`, a `str`
+    key or a selector. It is both a `TypeError` (the usual type for it) and a
     `StateError`, so either `except` clause catches it."""
 
 
 class StateKeyError(StateError, KeyError):
-    """An unknown path. It is both a `KeyError` (as the contract says) and a
+    """An unknown path. It is both a `KeyError` (as for a missing dict key) and a
     `StateError`."""
 
     def __str__(self) -> str:

@@ -23,6 +23,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from . import _pytree as pytree
 from ._describe import describe_value
 from ._errors import StateError
 from ._paths import Path, check_key, describe_paths, path_str
@@ -84,7 +85,7 @@ def _value_entry(kind: type, value: Any) -> tuple[Any, type | _Spec]:
     """The value entry and the signature entry of one state."""
     if _is_array(value):
         return value, kind
-    leaves, treedef = jax.tree.flatten(value)
+    leaves, treedef = pytree.flatten(value)
     arrays = tuple(leaf for leaf in leaves if _is_array(leaf))
     template = tuple(None if _is_array(leaf) else leaf for leaf in leaves)
     return arrays, _Spec(kind, treedef, template)
@@ -108,13 +109,14 @@ def _take_apart(tree: dict, values: list, signature: list) -> None:
 
 # plan entries: (key, kind, spec, sub_plan); sub_plan is None for a state.
 _Plan = tuple[tuple[str, Any, Any, Any], ...]
+_Entry = tuple[str, Any, Any, Any]
 
 
 def _plan(signature: tuple, start: int, prefix: Path) -> tuple[_Plan, int]:
     """The plan of the dict whose signature starts at `start`, and where it ends."""
     keys = signature[start]
     position = start + 1
-    entries = []
+    entries: list[_Entry] = []
     for key in keys:
         check_key(key, prefix)
         item = signature[position]

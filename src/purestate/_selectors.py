@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import typing
 from collections.abc import Callable, Hashable
-from typing import Any
 
 from ._errors import StateTypeError
 from ._paths import Path, check_key
@@ -18,7 +18,7 @@ from ._state import State
 
 __all__ = ["Selector", "SelectorLike", "as_selector", "Not", "All", "Any"]
 
-SelectorLike = Any  # documented in `as_selector`
+SelectorLike = typing.Any  # documented in `as_selector`
 
 SUPPORTED_FORMS = (
     "a State subclass (e.g. ps.ParamState), a str glob on '/'-joined paths "

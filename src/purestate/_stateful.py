@@ -1,4 +1,4 @@
-"""The stateful-function contract: ``f(states, *args) -> (out, new_states)``.
+"""The stateful-function convention: ``f(states, *args) -> (out, new_states)``.
 
 One rule for every transform: `new_states` has the paths and kinds of
 `states`, and comes back arranged as `states` was: the same keys in the same

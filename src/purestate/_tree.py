@@ -118,7 +118,7 @@ def nest(flat: Mapping[Path, Any]) -> dict:
     return tree
 
 
-def unflatten(flat: Mapping[Path | str, State]) -> StateTree:
+def unflatten(flat: Mapping[Path, State] | Mapping[str, State]) -> StateTree:
     """Build a nested state tree from ``{path: state}``; inverse of `flatten`.
 
     Example:
@@ -236,7 +236,7 @@ class _Mismatch(Exception):
 def _conform(new: Any, like: dict) -> dict:
     if type(new) is not dict:
         raise _Mismatch
-    out = {}
+    out: dict[str, Any] = {}
     for key, old in like.items():
         if type(old) is dict:
             # An empty subtree holds no state: it comes back as it went in,

@@ -17,6 +17,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from . import _pytree as pytree
+
 __all__ = ["all_settings", "cache_key", "context", "get"]
 
 
@@ -35,10 +37,12 @@ class Frame:
 
     def __init__(self, settings: dict[str, Any]):
         self.settings = settings
-        keys, traced, traced_leaves = [], [], []
+        keys: list[Hashable] = []
+        traced: list[tuple[str, Any, list[Any], list[bool]]] = []
+        traced_leaves: list[Any] = []
         for name in sorted(settings):
             value = settings[name]
-            leaves, treedef = jax.tree.flatten(value)
+            leaves, treedef = pytree.flatten(value)
             if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
                 dynamic = [isinstance(leaf, jax.core.Tracer) for leaf in leaves]
                 static = tuple(
@@ -90,7 +94,7 @@ def content_key(value: Any, name: str = "value") -> Hashable:
         False
     """
     if isinstance(value, (np.ndarray, np.generic, jax.Array)):
-        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+        if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
             return ("key", str(jax.random.key_impl(value)), content_key(jax.random.key_data(value)))
         arr = np.asarray(value)
         return ("array", arr.dtype.str, arr.shape, arr.tobytes())
@@ -100,7 +104,7 @@ def content_key(value: Any, name: str = "value") -> Hashable:
         pass
     else:
         return (type(value), value)
-    leaves, treedef = jax.tree.flatten(value)
+    leaves, treedef = pytree.flatten(value)
     if treedef.num_leaves == 1 and treedef.num_nodes == 1:
         raise TypeError(
             f"The setting {name!r} holds a {type(value).__name__}, which can neither be "

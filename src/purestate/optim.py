@@ -56,11 +56,11 @@ import jax.numpy as jnp
 import optax
 
 from ._errors import StateError
-from ._paths import Path, describe_paths, path_str
+from ._paths import Path, path_differences, path_str
 from ._selectors import All, Not, Selector, SelectorLike, as_selector
 from ._split import require_match, split_compiled, update
 from ._state import LongTermState, ParamState, State
-from ._tree import StateTree, iter_states
+from ._tree import StateTree, check_tree, iter_states, nest, node_at
 
 __all__ = ["Optimizer", "OPTIMIZER_KEY"]
 
@@ -203,6 +203,9 @@ class Optimizer:
     """
 
     __slots__ = ("_requested", "tx", "wrt")
+    tx: optax.GradientTransformation
+    wrt: Selector
+    _requested: Selector
 
     def __init__(self, tx: optax.GradientTransformation, wrt: SelectorLike = ParamState):
         if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
@@ -240,8 +243,7 @@ class Optimizer:
             >>> type(states["optimizer"]).__name__
             'LongTermState'
         """
-        if not isinstance(states, dict):
-            list(iter_states(states))  # raises the right error
+        check_tree(states)
         if OPTIMIZER_KEY in states:
             raise StateError(
                 f"Optimizer.init: the state tree already has an {OPTIMIZER_KEY!r} entry. "
@@ -249,7 +251,7 @@ class Optimizer:
             )
         params = self._selected(states, "Optimizer.init")
         view = {path: _view(s.value) for path, s in iter_states(params)}
-        return {**states, OPTIMIZER_KEY: LongTermState(self.tx.init(_nest(view)))}
+        return {**states, OPTIMIZER_KEY: LongTermState(self.tx.init(nest(view)))}
 
     def update(self, states: StateTree, grads: StateTree) -> StateTree:
         """The states after one step of ``tx`` with `grads`.
@@ -280,47 +282,29 @@ class Optimizer:
             grad_views[path], masks[path] = _grad_view(
                 param_views[path], grad_states[path].value, path
             )
-        p_tree, g_tree = _nest(param_views), _nest(grad_views)
+        p_tree, g_tree = nest(param_views), nest(grad_views)
         updates, new_opt_state = self.tx.update(g_tree, opt_state.value, p_tree)
         new_tree = optax.apply_updates(p_tree, updates)
 
         new_params = {
             path: state.replace(
-                _rebuild(state.value, _get(new_tree, path), param_views[path], masks[path])
+                _rebuild(state.value, node_at(new_tree, path), param_views[path], masks[path])
             )
             for path, state in params.items()
         }
-        return update(states, _nest(new_params), {OPTIMIZER_KEY: opt_state.replace(new_opt_state)})
-
-
-def _get(tree: dict, path: Path) -> Any:
-    for key in path:
-        tree = tree[key]
-    return tree
-
-
-def _nest(flat: dict[Path, Any]) -> dict:
-    """``{path: value}`` -> nested dict of raw values (what optax sees)."""
-    tree: dict = {}
-    for path, value in flat.items():
-        node = tree
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return tree
+        return update(states, nest(new_params), {OPTIMIZER_KEY: opt_state.replace(new_opt_state)})
 
 
 def _check_same_paths(params: dict[Path, State], grads: dict[Path, State], selector: Any) -> None:
     if params.keys() == grads.keys():
         return
-    missing = params.keys() - grads.keys()
-    extra = grads.keys() - params.keys()
-    problems = []
-    if missing:
-        problems.append(f"no gradient for the selected states {describe_paths(missing)}")
-    if extra:
-        problems.append(f"gradients for states that wrt does not select: {describe_paths(extra)}")
-    if _OPTIMIZER_PATH in extra:
+    problems = path_differences(
+        params,
+        grads,
+        "no gradient for the selected states",
+        "gradients for states that wrt does not select",
+    )
+    if _OPTIMIZER_PATH in grads.keys() - params.keys():
         problems.append(
             f"the optimizer's own {OPTIMIZER_KEY!r} entry is never optimized, so it takes "
             "no gradient"

@@ -60,12 +60,13 @@ def split(states: StateTree, path: str | Path | None = None) -> tuple[jax.Array,
     if path is None:
         where, state = _the_only_random_state(states)
     else:
-        where, state = lookup(states, path)
-        if not isinstance(state, RandomState):
+        where, found = lookup(states, path)
+        if not isinstance(found, RandomState):
             raise StateTypeError(
                 f"ps.random.split: the state at {path_str(parse_path(path))!r} is a "
-                f"{type(state).__name__}, not a RandomState."
+                f"{type(found).__name__}, not a RandomState."
             )
+        state = found
     next_key, fresh = _split_key(state.value, where)
     return fresh, with_node(states, where, state.replace(next_key))
 

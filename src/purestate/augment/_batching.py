@@ -182,7 +182,7 @@ class _Mapped:
         args: tuple,
         kwargs: dict,
         sizer: Any,
-    ) -> tuple[Any, Values, Returned | None]:
+    ) -> tuple[Any, tuple[Any, ...], Returned | None]:
         del sizer  # only gives jax.pmap a mapped argument when nothing else is
         with environ.rebound(environ.current(), env_leaves):
             if plan.keyed:
@@ -280,6 +280,7 @@ class _Mapped:
         bad, sizes = [], []
         for i in mapped:
             axis = plan.in_axes[i]
+            assert axis is not None  # `mapped` holds the states with an axis
             for leaf in jax.tree.leaves(values[i]):
                 ndim = np.ndim(leaf)
                 if not -ndim <= axis < ndim:
@@ -298,7 +299,9 @@ class _Mapped:
                 f"sizes along their axes: {', '.join(sizes)}."
             )
 
-    def _size_mismatch(self, layout: Layout, plan: _Plan, values: Values, error: Exception):
+    def _size_mismatch(
+        self, layout: Layout, plan: _Plan, values: Values, error: Exception
+    ) -> BatchAxisError:
         sizes = [
             f"{path_str(layout.paths[i])!r}: {np.shape(leaf)[axis]}"
             for i, axis in enumerate(plan.in_axes)
@@ -327,7 +330,7 @@ class _Mapped:
         undeclared = [k for k, a in enumerate(plan.out_axes) if a is None]
         paths: list[Path] = []
         for k in undeclared:
-            axes = all_batched[:k] + (None,) + all_batched[k + 1 :]
+            axes = (*all_batched[:k], None, *all_batched[k + 1 :])
             if batched_with(axes, 0):
                 paths.append(layout.paths[plan.returned[k]])
         if paths:

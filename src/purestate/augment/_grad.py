@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _pytree as pytree
 from .._argnums import index_tuple, resolve
 from .._errors import StateError
 from .._layout import Layout, Returned, Values, check_statics_kept, take_apart
@@ -108,7 +109,7 @@ class _StatePrimal(_Primal):
         self.layout = layout
         self.positions = positions
         selected = [layout.value_at(i, values[i]) for i in positions]
-        leaves, self.treedef = jax.tree.flatten(selected, is_leaf=_is_quantity)
+        leaves, self.treedef = pytree.flatten(selected, is_leaf=_is_quantity)
         self.leaf_units = [leaf.unit if _is_quantity(leaf) else None for leaf in leaves]
         self.values = [_mantissa(leaf) for leaf in leaves]
         self.diff = [
@@ -148,7 +149,7 @@ class _ArgPrimal(_Primal):
 
     def __init__(self, arg: Any, strip_units: bool):
         is_leaf = _is_quantity if strip_units else None
-        leaves, self.treedef = jax.tree.flatten(arg, is_leaf=is_leaf)
+        leaves, self.treedef = pytree.flatten(arg, is_leaf=is_leaf)
         self.units = [leaf.unit if _is_quantity(leaf) else None for leaf in leaves]
         self.primal = self.treedef.unflatten([_mantissa(leaf) for leaf in leaves])
 
@@ -160,14 +161,19 @@ class _ArgPrimal(_Primal):
 
     def leafwise(self, result: Any, f: Callable[[Any, Any], Any]) -> Any:
         subs = self.treedef.flatten_up_to(result)
-        return self.treedef.unflatten([f(s, unit) for s, unit in zip(subs, self.units, strict=True)])
+        return self.treedef.unflatten(
+            [f(s, unit) for s, unit in zip(subs, self.units, strict=True)]
+        )
 
 
 def _vector_grad(h: Callable, argnums: tuple[int, ...], has_aux: bool) -> Callable:
-    """`jax.grad`'s calling convention for the VJP with a cotangent of ones."""
+    """`jax.grad`'s calling convention for the VJP with a cotangent of ones
+    (of every primal: `argnums` is always all of them here, and `h` always
+    returns an aux output)."""
+    del argnums, has_aux
 
     def run(*primals: Any) -> tuple[Any, Any]:
-        value, vjp_fn, extras = jax.vjp(h, *primals, has_aux=has_aux)
+        value, vjp_fn, extras = jax.vjp(h, *primals, has_aux=True)
         return vjp_fn(jax.tree.map(jnp.ones_like, value)), extras
 
     return run
@@ -309,7 +315,7 @@ def _arrange(req: _Request, primals: list[_Primal], results: Any, value: Any) ->
     """Put JAX's results back into state trees and argument structures."""
     transform = req.transform
     value_unit = value.unit if req.unit_aware and _is_quantity(value) else None
-    out_def = jax.tree.structure(
+    out_def = pytree.structure(
         _mantissa(value) if transform.output_outside else 0
     )  # a single leaf unless the output's structure sits outside
     has_states = req.selector is not None
@@ -360,7 +366,7 @@ def _arrange(req: _Request, primals: list[_Primal], results: Any, value: Any) ->
 
 
 def _result(req: _Request, grads: Any, value: Any, aux: Any) -> Any:
-    out = (grads,)
+    out: tuple[Any, ...] = (grads,)
     if req.return_value:
         out += (value,)
     if req.has_aux:
@@ -380,7 +386,8 @@ def _differentiable(req: _Request) -> Callable:
             _StatePrimal(layout, values, selected, req.allow_int) if req.selector else None
         )
         arg_primals = [_ArgPrimal(args[i], req.unit_aware) for i in positions]
-        primals: list[_Primal] = ([state_primal] if state_primal else []) + arg_primals
+        primals: list[_Primal] = [state_primal] if state_primal else []
+        primals.extend(arg_primals)
         h = _objective(req, layout, values, state_primal, arg_primals, args, kwargs, positions)
         run = req.transform.jax_transform(
             h, argnums=tuple(range(len(primals))), has_aux=True, **req.options

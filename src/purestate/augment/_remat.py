@@ -42,7 +42,12 @@ def remat(
     prefix = f"ps.augment.remat({fun_name(fun)}): "
 
     def run(
-        env_key: Hashable, layout: Layout, env_leaves: tuple, values: Values, args: tuple, kwargs
+        env_key: Hashable,
+        layout: Layout,
+        env_leaves: tuple,
+        values: Values,
+        args: tuple,
+        kwargs: dict[str, Any],
     ) -> tuple[Any, Values, Returned | None]:
         del env_key  # only part of the cache key; the settings are read from environ
         with environ.rebound(environ.current(), env_leaves):
@@ -51,7 +56,9 @@ def remat(
         check_statics_kept(layout, new_layout, prefix.rstrip(": "))
         return (out, *Returned.describe(layout, values, new_layout, new_values, False))
 
-    checkpointed = jax.checkpoint(run, prevent_cse=prevent_cse, policy=policy, static_argnums=(0, 1))
+    checkpointed = jax.checkpoint(
+        run, prevent_cse=prevent_cse, policy=policy, static_argnums=(0, 1)
+    )
 
     @functools.wraps(fun)
     def rematerialised(states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:

@@ -2,7 +2,7 @@
 
 Each is `jax.lax` with the states' values in the carry and the tree's layout
 (keys, kinds, the static parts of pytree values) closed over. The stateful
-contract and the layout of every carried state are checked once, when JAX
+convention and the layout of every carried state are checked once, when JAX
 traces the body.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 
+from .. import _pytree as pytree
 from .._errors import StateError
 from .._layout import Layout, Values, check_avals_kept, take_apart, values_in_layout
 from .._stateful import call_stateful, fun_name
@@ -159,7 +160,7 @@ def cond(
     # Trace both branches abstractly first, so a mismatch names the states.
     shapes = [jax.eval_shape(run, (values, operands)) for run in branches]
     (out_t, _), (out_f, _) = shapes
-    if jax.tree.structure(out_t) != jax.tree.structure(out_f) or any(
+    if pytree.structure(out_t) != pytree.structure(out_f) or any(
         (a.shape, a.dtype) != (b.shape, b.dtype)
         for a, b in zip(jax.tree.leaves(out_t), jax.tree.leaves(out_f), strict=True)
     ):

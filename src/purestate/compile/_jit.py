@@ -40,7 +40,9 @@ class _Placements:
         options = ("state_shardings",) * len(self.selectors)
         choice = assign(layout, values, self.selectors, options, self.where)
         return [
-            v if c == len(self.shardings) else jax.lax.with_sharding_constraint(v, self.shardings[c])
+            v
+            if c == len(self.shardings)
+            else jax.lax.with_sharding_constraint(v, self.shardings[c])
             for v, c in zip(values, choice, strict=True)
         ]
 
@@ -107,7 +109,7 @@ def jit(
         >>> float(out), ps.get(states, "v").tolist()
         (3.0, [1.0, 1.0, 1.0])
     """
-    options = dict(
+    options: dict[str, Any] = dict(
         static_argnums=static_argnums,
         static_argnames=static_argnames,
         donate_states=donate_states,
@@ -142,7 +144,8 @@ class _Jitted:
         self.negative_reach = max((-i for i in nums if i < 0), default=0)
         self.donate_states = donate_states
         self.placements = _Placements(state_shardings, self.where)
-        self.jitted = jax.jit(
+        # Typed Any: the runtime object has `clear_cache`, its annotation not.
+        self.jitted: Any = jax.jit(
             self._traced,
             # JAX resolves negative positions from the end of the call's
             # arguments, which the internal ones (at the front) do not change.
@@ -152,7 +155,13 @@ class _Jitted:
         )
 
     def _traced(
-        self, env_key: Hashable, layout: Layout, env_leaves: tuple, values: Values, *args, **kwargs
+        self,
+        env_key: Hashable,
+        layout: Layout,
+        env_leaves: tuple,
+        values: Values,
+        *args: Any,
+        **kwargs: Any,
     ) -> tuple[Any, Values, Returned | None]:
         del env_key  # only part of the cache key; the settings are read from environ
         with environ.rebound(environ.current(), env_leaves):
@@ -161,7 +170,10 @@ class _Jitted:
         new_values, new_layout = take_apart(new_states)
         check_statics_kept(layout, new_layout, self.where)
         new_values = self.placements.constrain(new_layout, new_values)
-        return (out, *Returned.describe(layout, values, new_layout, new_values, not self.donate_states))
+        return (
+            out,
+            *Returned.describe(layout, values, new_layout, new_values, not self.donate_states),
+        )
 
     def _check_static_args(self, args: tuple) -> None:
         if self.negative_reach > len(args):

@@ -11,7 +11,7 @@ import equinox as eqx
 import jax
 
 from .._state import State
-from .._tree import StateTree
+from .._tree import StateTree, node_at, with_node
 from ..environ import content_key
 
 __all__ = ["Module", "as_key", "split_key"]
@@ -119,7 +119,7 @@ class Module(eqx.Module):
         for (name, child), child_key in zip(children, split_key(key, len(children)), strict=True):
             sub = child.init(child_key, batch_size)
             if sub:
-                states = _put(states, tuple(name.split("/")), sub)
+                states = with_node(states, tuple(name.split("/")), sub)
         return states
 
     def call_child(
@@ -165,7 +165,10 @@ class Module(eqx.Module):
         # Quantities (tau = 5 * u.ms) are unhashable; hash a stand-in that is
         # equal exactly when the values are.
         return hash(
-            (type(self), *(content_key(getattr(self, f.name), f.name) for f in dataclasses.fields(self)))
+            (
+                type(self),
+                *(content_key(getattr(self, f.name), f.name) for f in dataclasses.fields(self)),
+            )
         )
 
 
@@ -176,19 +179,8 @@ def run_child(
     subtree at `path` (absent when the child has no states)."""
     if not isinstance(child, Module):
         return child(*inputs, **kwargs), states
-    out, new_sub = child(_get(states, path), *inputs, **kwargs)
+    # A child without states has no subtree: it gets an empty one.
+    out, new_sub = child(node_at(states, path, {}), *inputs, **kwargs)
     if new_sub:
-        states = _put(states, path, new_sub)
+        states = with_node(states, path, new_sub)
     return out, states
-
-
-def _get(states: StateTree, path: tuple[str, ...]) -> StateTree:
-    for key in path:
-        states = states.get(key, {})
-    return states
-
-
-def _put(states: StateTree, path: tuple[str, ...], sub: StateTree) -> StateTree:
-    if len(path) == 1:
-        return {**states, path[0]: sub}
-    return {**states, path[0]: _put(states.get(path[0], {}), path[1:], sub)}

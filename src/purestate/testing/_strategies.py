@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import brainunit as u
@@ -28,6 +28,7 @@ DEFAULT_UNITS = (u.mV, u.mA, u.ms, u.ohm)
 
 def _array(shape: tuple[int, ...], dtype: Any) -> st.SearchStrategy:
     dtype = np.dtype(dtype)
+    elements: st.SearchStrategy[Any]
     if dtype.kind == "f":
         elements = st.floats(-3, 3, width=min(dtype.itemsize * 8, 64), allow_nan=False)
     elif dtype.kind == "c":
@@ -40,7 +41,13 @@ def _array(shape: tuple[int, ...], dtype: Any) -> st.SearchStrategy:
 
 
 @st.composite
-def _value(draw, shapes, dtypes, quantities: bool, dict_values: bool) -> Any:
+def _value(
+    draw: st.DrawFn,
+    shapes: st.SearchStrategy[tuple[int, ...]],
+    dtypes: tuple[Any, ...],
+    quantities: bool,
+    dict_values: bool,
+) -> Any:
     shape = draw(shapes)
     dtype = np.dtype(draw(st.sampled_from(dtypes)))
     form = draw(st.sampled_from(["array"] + ["quantity"] * quantities + ["dict"] * dict_values))
@@ -107,16 +114,26 @@ def _place(draw: Any, n: int, depth: int, prefix: Path) -> list[Path]:
 
 
 @st.composite
-def _paths(draw, min_states: int, max_states: int, max_depth: int) -> list[Path]:
+def _paths(draw: st.DrawFn, min_states: int, max_states: int, max_depth: int) -> list[Path]:
     """Between `min_states` and `max_states` distinct paths of 1 to
     `max_depth` keys, of which none is a prefix of another."""
     return _place(draw, draw(_integers(min_states, max_states)), max_depth, ())
 
 
 @st.composite
-def _trees(draw, min_states, max_states, max_depth, kinds, shapes, dtypes, quantities, dict_values):
+def _trees(
+    draw: st.DrawFn,
+    min_states: int,
+    max_states: int,
+    max_depth: int,
+    kinds: tuple[type[State], ...],
+    shapes: st.SearchStrategy[tuple[int, ...]],
+    dtypes: tuple[Any, ...],
+    quantities: bool,
+    dict_values: bool,
+) -> dict:
     paths = draw(_paths(min_states, max_states, max_depth))
-    flat = {}
+    flat: dict[Path, State] = {}
     for path in paths:
         kind = draw(st.sampled_from(kinds))
         if issubclass(kind, RandomState):
@@ -220,14 +237,14 @@ def subtrees(tree: dict) -> st.SearchStrategy[dict]:
 
 
 def _path_predicates(paths: list[Path]) -> st.SearchStrategy:
-    def depth_at_least(n: int):
+    def depth_at_least(n: int) -> Callable[[Path, State], bool]:
         def predicate(path: Path, state: State) -> bool:
             return len(path) >= n
 
         predicate.__name__ = f"depth>={n}"
         return predicate
 
-    def ndim_is(n: int):
+    def ndim_is(n: int) -> Callable[[Path, State], bool]:
         def predicate(path: Path, state: State) -> bool:
             return getattr(state.value, "ndim", -1) == n
 
