@@ -35,6 +35,7 @@ __all__ = [
     "Returned",
     "check_avals_kept",
     "check_statics_kept",
+    "same_value",
     "take_apart",
     "values_in_layout",
 ]
@@ -78,7 +79,11 @@ class _Spec:
 
 
 def _is_array(value: Any) -> bool:
-    return type(value) is _ArrayImpl or eqx.is_array(value)
+    # A ShapeDtypeStruct stands for an array (`jax.eval_shape` output handed
+    # to `.lower`), so it is a value, not a static leaf.
+    return (
+        type(value) is _ArrayImpl or eqx.is_array(value) or isinstance(value, jax.ShapeDtypeStruct)
+    )
 
 
 def _value_entry(kind: type, value: Any) -> tuple[Any, type | _Spec]:
@@ -132,15 +137,15 @@ def _plan(signature: tuple, start: int, prefix: Path) -> tuple[_Plan, int]:
     return tuple(entries), position
 
 
-def _build(plan: _Plan, values: Iterator[Any]) -> dict:
+def _build(plan: _Plan, values: Iterator[Any], raw: bool = False) -> dict:
     tree = {}
     for key, kind, spec, sub in plan:
         if sub is not None:
-            tree[key] = _build(sub, values)
+            tree[key] = _build(sub, values, raw)
             continue
         state = _new(kind)
         value = next(values)
-        set_value_unchecked(state, value if spec is None else spec.build(value))
+        set_value_unchecked(state, value if spec is None or raw else spec.build(value))
         tree[key] = state
     return tree
 
@@ -190,6 +195,10 @@ class Layout:
         """The state tree with this layout holding `values` (as they are: they
         may be tracers)."""
         return _build(self._plan, iter(values))
+
+    def skeleton(self) -> StateTree:
+        """A tree of this layout whose states hold None (for `conform`)."""
+        return _build(self._plan, iter([None] * len(self.states)), raw=True)
 
     def value_at(self, position: int, value: Any) -> Any:
         """The state's value from its entry in the values."""
@@ -361,7 +370,7 @@ class Returned:
         layout is kept and every value is new)."""
         changed = None
         if pass_through and new_layout is layout:
-            kept = [_same(a, b) for a, b in zip(inputs, outputs, strict=True)]
+            kept = [same_value(a, b) for a, b in zip(inputs, outputs, strict=True)]
             if any(kept):
                 changed = tuple(i for i, k in enumerate(kept) if not k)
                 outputs = [outputs[i] for i in changed]
@@ -379,7 +388,8 @@ class Returned:
         return values
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two value entries are the very same arrays (not copies)."""
     if type(a) is tuple and type(b) is tuple:
         return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
     return a is b

@@ -7,6 +7,7 @@ Every transform takes and returns stateful functions
 from ._batching import pmap, vmap
 from ._grad import grad, hessian, jacfwd, jacobian, jacrev, vector_grad
 from ._remat import remat
+from ._vjp import jvp, vjp
 
 __all__ = [
     "grad",
@@ -14,8 +15,10 @@ __all__ = [
     "jacfwd",
     "jacobian",
     "jacrev",
+    "jvp",
     "pmap",
     "remat",
     "vector_grad",
+    "vjp",
     "vmap",
 ]

@@ -14,14 +14,16 @@ from __future__ import annotations
 import functools
 import inspect
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _pytree as pytree
 from .. import environ
+from .._argnums import index_tuple, infer_static, name_tuple, resolve
 from .._errors import BatchAxisError, StateError
 from .._layout import Layout, Returned, Values, check_statics_kept, take_apart
 from .._paths import Path, describe_paths, path_str
@@ -102,6 +104,56 @@ def _gathered(values: Values, plan: _Plan) -> Values:
     ]
 
 
+def _axes_key(axes: Any) -> Hashable:
+    """A hashable form of in_axes, which may hold dicts."""
+    leaves, treedef = pytree.flatten(axes, is_leaf=lambda x: x is None)
+    return tuple(leaves), treedef
+
+
+class _Statics:
+    """The static arguments of one call, passed to the function as they are."""
+
+    __slots__ = ("named", "positional")
+
+    def __init__(self, positional: tuple[tuple[int, Any], ...], named: tuple[tuple[str, Any], ...]):
+        self.positional = positional
+        self.named = named
+
+    def key(self, required: bool, where: str) -> Hashable | None:
+        """A hashable key for caching (None if the values cannot be hashed,
+        which is a `TypeError` when `required`)."""
+        key = (self.positional, self.named)
+        try:
+            hash(key)
+        except TypeError:
+            if required:
+                raise TypeError(
+                    f"{where}: jax.pmap keys its compiled code on the static arguments, "
+                    "so they must be hashable; got "
+                    + ", ".join(f"{type(v).__name__} at {k!r}" for k, v in key[0] + key[1])
+                    + "."
+                ) from None
+            return None
+        return key
+
+    def fill(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """The call's arguments with the static ones put back."""
+        full = list(args)
+        for position, value in self.positional:
+            full.insert(position, value)
+        return tuple(full), {**kwargs, **dict(self.named)}
+
+
+class _Mapping(NamedTuple):
+    """What selects one mapped callable: layout, plan, static arguments and
+    the in_axes of the other arguments."""
+
+    layout: Layout
+    plan: _Plan
+    statics: _Statics | None
+    arg_axes: Any
+
+
 class _Mapped:
     """The shared machinery of `vmap` and `pmap`."""
 
@@ -116,6 +168,8 @@ class _Mapped:
         out_states: Any,
         axis_name: Hashable | None,
         axis_size: int | None,
+        static_argnums: int | Sequence[int] = (),
+        static_argnames: str | Sequence[str] = (),
         devices: Any = None,
         backend: str | None = None,
     ):
@@ -123,6 +177,11 @@ class _Mapped:
         self.kind = kind
         self.where = f"ps.augment.{kind}({fun_name(fun)})"
         _check_axis_size(axis_size, self.where)
+        self.static_argnums, self.static_argnames = infer_static(
+            fun,
+            index_tuple(static_argnums, "static_argnums", self.where),
+            name_tuple(static_argnames, "static_argnames", self.where),
+        )
         self.in_axes = tuple(in_axes) if isinstance(in_axes, list) else in_axes
         self.out_axes = out_axes
         self.in_map = _axis_map(in_states, "in_states", self.where)
@@ -177,6 +236,7 @@ class _Mapped:
         self,
         layout: Layout,
         plan: _Plan,
+        statics: _Statics | None,
         env_leaves: tuple,
         values: Values,
         args: tuple,
@@ -184,6 +244,8 @@ class _Mapped:
         sizer: Any,
     ) -> tuple[Any, tuple[Any, ...], Returned | None]:
         del sizer  # only gives jax.pmap a mapped argument when nothing else is
+        if statics is not None:
+            args, kwargs = statics.fill(args, kwargs)
         with environ.rebound(environ.current(), env_leaves):
             if plan.keyed:
                 # Each lane draws from its own key. Only when there are keys:
@@ -204,6 +266,8 @@ class _Mapped:
         self,
         layout: Layout,
         plan: _Plan,
+        statics: _Statics | None,
+        arg_axes: Any,
         state_out_axes: tuple | None = None,
         out_axes: Any = None,
         transform: Callable | None = None,
@@ -211,7 +275,7 @@ class _Mapped:
         """The mapped callable for one layout and plan. The optional arguments
         change the output axes (for probing which outputs are batched)."""
         # Tuples, not lists: multi-process jax.pmap hashes its axes.
-        in_axes = (None, plan.in_axes, self.in_axes, 0, 0)
+        in_axes = (None, plan.in_axes, arg_axes, 0, 0)
         out_axes = (
             self.out_axes if out_axes is None else out_axes,
             plan.out_axes if state_out_axes is None else state_out_axes,
@@ -223,36 +287,76 @@ class _Mapped:
         )
         if transform is jax.pmap:
             options.update(self.pmap_options)
-        lane = functools.partial(self._lane, layout, plan)
+        lane = functools.partial(self._lane, layout, plan, statics)
         # An eager jax.vmap reads its function's signature on every call (for
         # debug info); a precomputed one answers at once.
         lane.__signature__ = _LANE_SIGNATURE  # type: ignore[attr-defined]
         return transform(lane, **options)
 
-    def _mapped_for(self, layout: Layout, plan: _Plan, env_key: Hashable) -> Callable:
-        # jax.pmap caches traces on the function, which reads ps.environ: one
-        # pmap object per settings key, so a changed setting never hits an old
-        # trace. jax.vmap caches nothing.
-        key = (layout, plan, env_key if self.kind == "pmap" else None)
+    def _mapped_for(
+        self,
+        layout: Layout,
+        plan: _Plan,
+        env_key: Hashable,
+        statics: _Statics | None,
+        arg_axes: Any,
+    ) -> Callable:
+        # jax.pmap caches traces on the function, which reads ps.environ and
+        # the static arguments: one pmap object per settings key and static
+        # values, so a changed one never hits an old trace. jax.vmap caches
+        # nothing, so unhashable static arguments are fine there.
+        static_key = None if statics is None else statics.key(self.kind == "pmap", self.where)
+        if statics is not None and static_key is None:
+            return self._build(layout, plan, statics, arg_axes)
+        key = (
+            layout,
+            plan,
+            env_key if self.kind == "pmap" else None,
+            static_key,
+            _axes_key(arg_axes),
+        )
         mapped = self._mapped.get(key)
         if mapped is None:
-            mapped = self._mapped[key] = self._build(layout, plan)
+            mapped = self._mapped[key] = self._build(layout, plan, statics, arg_axes)
             if len(self._mapped) > _MAX_MAPPED:
                 self._mapped.popitem(last=False)
         return mapped
 
     # -- checks -------------------------------------------------------------------
 
+    def _split_static(self, args: tuple, kwargs: dict) -> tuple[_Statics | None, tuple, dict, Any]:
+        """The static arguments of a call, the others, and their in_axes."""
+        if not (self.static_argnums or self.static_argnames):
+            if isinstance(self.in_axes, tuple) and len(self.in_axes) != len(args):
+                raise self._in_axes_error(len(args))
+            return None, args, kwargs, self.in_axes
+        positions = set(resolve(self.static_argnums, len(args), "static_argnums", self.where))
+        statics = _Statics(
+            tuple((i, a) for i, a in enumerate(args) if i in positions),
+            tuple((k, v) for k, v in kwargs.items() if k in self.static_argnames),
+        )
+        dynamic = tuple(a for i, a in enumerate(args) if i not in positions)
+        dynamic_kwargs = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
+        arg_axes = self.in_axes
+        if isinstance(arg_axes, tuple):
+            # One entry per argument (static ones ignored), or per mapped one.
+            if len(arg_axes) == len(args):
+                arg_axes = tuple(a for i, a in enumerate(arg_axes) if i not in positions)
+            elif len(arg_axes) != len(dynamic):
+                raise self._in_axes_error(len(args))
+        return statics, dynamic, dynamic_kwargs, arg_axes
+
+    def _in_axes_error(self, n_args: int) -> BatchAxisError:
+        return BatchAxisError(
+            f"{self.where}: in_axes has {len(self.in_axes)} entries but the function was "
+            f"called with {n_args} positional argument(s) after the states. Give one entry "
+            "per argument (None for unmapped ones; static arguments may be left out)."
+        )
+
     def _check_arguments(
-        self, layout: Layout, plan: _Plan, values: Values, args: tuple, kwargs: dict
+        self, layout: Layout, plan: _Plan, values: Values, args: tuple, kwargs: dict, arg_axes: Any
     ) -> Any:
         """Check what JAX would explain badly; return the `sizer` argument."""
-        if isinstance(self.in_axes, tuple) and len(self.in_axes) != len(args):
-            raise BatchAxisError(
-                f"{self.where}: in_axes has {len(self.in_axes)} entries but the function "
-                f"was called with {len(args)} positional argument(s) after the states. "
-                "Give one entry per argument (None for unmapped ones)."
-            )
         mapped_states = [i for i, axis in enumerate(plan.in_axes) if axis is not None]
         self._check_states_axes(layout, plan, values, mapped_states)
         bad_keys = [layout.paths[i] for i in plan.keyed if not _is_single_key(values[i])]
@@ -263,7 +367,7 @@ class _Mapped:
                 "in in_states to give each lane its own key, or hold one key (split per lane "
                 "automatically)."
             )
-        args_mapped = bool(args) and any(a is not None for a in jax.tree.leaves(self.in_axes))
+        args_mapped = bool(args) and any(a is not None for a in jax.tree.leaves(arg_axes))
         if mapped_states or args_mapped or kwargs:
             return None
         if self.axis_size is None:
@@ -314,12 +418,13 @@ class _Mapped:
             f"{', '.join(sizes) or '(none)'}. JAX reports: {error}"
         )
 
-    def _batched_error(self, layout: Layout, plan: _Plan, call_args: tuple) -> BatchAxisError:
+    def _batched_error(self, mapping: _Mapping, call_args: tuple) -> BatchAxisError:
         """Which undeclared states (or outputs) come back batched: one abstract
         trace per candidate, only on this error path."""
+        layout, plan = mapping.layout, mapping.plan
 
         def batched_with(state_axes: tuple, out_axes: Any) -> bool:
-            probe = self._build(layout, plan, state_axes, out_axes, transform=jax.vmap)
+            probe = self._build(*mapping, state_axes, out_axes, transform=jax.vmap)
             try:
                 jax.eval_shape(probe, *call_args)
             except ValueError:
@@ -348,35 +453,36 @@ class _Mapped:
             "axis_name)."
         )
 
-    def _check_pmap_outputs(self, layout: Layout, plan: _Plan, call_args: tuple) -> None:
+    def _check_pmap_outputs(self, mapping: _Mapping, call_args: tuple) -> None:
         # jax.pmap returns device 0's value for a batched output declared
         # unbatched, so check once per input layout with an abstract vmap.
+        statics = mapping.statics
         key = (
-            layout,
-            plan,
+            mapping.layout,
+            mapping.plan,
+            _axes_key(mapping.arg_axes),
+            None if statics is None else statics.key(True, self.where),
             jax.tree.structure(call_args[1:]),
             tuple((np.shape(x), getattr(x, "dtype", None)) for x in jax.tree.leaves(call_args)),
         )
         if key in self._checked:
             return
         try:
-            jax.eval_shape(self._build(layout, plan, transform=jax.vmap), *call_args)
+            jax.eval_shape(self._build(*mapping, transform=jax.vmap), *call_args)
         except (StateError, BatchAxisError):
             raise
         except ValueError as error:
-            raise self._explain(error, layout, plan, call_args) from error
+            raise self._explain(error, mapping, call_args) from error
         self._checked.add(key)
 
-    def _explain(
-        self, error: ValueError, layout: Layout, plan: _Plan, call_args: tuple
-    ) -> Exception:
+    def _explain(self, error: ValueError, mapping: _Mapping, call_args: tuple) -> Exception:
         """A `ps.BatchAxisError` for JAX's errors about sizes and out_axes
         (naming the states at fault); any other error as it is."""
         message = str(error)
         if "inconsistent sizes" in message or "axis_size" in message:
-            return self._size_mismatch(layout, plan, call_args[1], error)
+            return self._size_mismatch(mapping.layout, mapping.plan, call_args[1], error)
         if "out_axes" in message or "mapped output" in message:
-            return self._batched_error(layout, plan, call_args)
+            return self._batched_error(mapping, call_args)
         return error
 
     # -- the call -----------------------------------------------------------------
@@ -384,7 +490,8 @@ class _Mapped:
     def __call__(self, states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
         values, layout = take_apart(states, f"{self.where}: ")
         plan = self._plan(layout, values)
-        sizer = self._check_arguments(layout, plan, values, args, kwargs)
+        statics, args, kwargs, arg_axes = self._split_static(args, kwargs)
+        sizer = self._check_arguments(layout, plan, values, args, kwargs, arg_axes)
         frame = environ.current()
         lane_values = values
         next_keys = {}
@@ -397,14 +504,16 @@ class _Mapped:
         if self.kind == "pmap":
             lane_values = _gathered(lane_values, plan)
         call_args = (frame.traced_leaves, tuple(lane_values), args, kwargs, sizer)
+        mapping = _Mapping(layout, plan, statics, arg_axes)
         if self.kind == "pmap":
-            self._check_pmap_outputs(layout, plan, call_args)
+            self._check_pmap_outputs(mapping, call_args)
         try:
-            out, returned, marker = self._mapped_for(layout, plan, frame.key)(*call_args)
+            mapped = self._mapped_for(layout, plan, frame.key, statics, arg_axes)
+            out, returned, marker = mapped(*call_args)
         except (StateError, BatchAxisError):
             raise
         except ValueError as error:
-            explained = self._explain(error, layout, plan, call_args)
+            explained = self._explain(error, mapping, call_args)
             if explained is error:
                 raise
             raise explained from error
@@ -426,6 +535,8 @@ def vmap(
     out_states: Any = None,
     axis_name: Hashable | None = None,
     axis_size: int | None = None,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
 ) -> Callable:
     """Vectorise a stateful function over a batch axis, saying which states are
     batched.
@@ -440,7 +551,10 @@ def vmap(
     `ps.StateError`). `RandomState`s not in `in_states` give each lane its own
     key and come back advanced once, unbatched (batched, when in `out_states`).
     `axis_size` (a non-negative int) sets the number of lanes when nothing
-    else is mapped, e.g. to create per-lane states.
+    else is mapped, e.g. to create per-lane states. `static_argnums` /
+    `static_argnames` (counting ``*args``, as in `ps.compile.jit`) are passed to
+    every lane as they are and may be any Python object; a tuple `in_axes`
+    then has an entry per argument (the static ones ignored) or per mapped one.
 
     Example:
         >>> import jax.numpy as jnp
@@ -460,6 +574,8 @@ def vmap(
         out_states=out_states,
         axis_name=axis_name,
         axis_size=axis_size,
+        static_argnums=static_argnums,
+        static_argnames=static_argnames,
     )
     if fun is None:
         return functools.partial(vmap, **options)
@@ -475,6 +591,8 @@ def pmap(
     out_states: Any = None,
     axis_name: Hashable | None = None,
     axis_size: int | None = None,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
     devices: Any = None,
     backend: str | None = None,
 ) -> Callable:
@@ -503,6 +621,8 @@ def pmap(
         out_states=out_states,
         axis_name=axis_name,
         axis_size=axis_size,
+        static_argnums=static_argnums,
+        static_argnames=static_argnames,
         devices=devices,
         backend=backend,
     )

@@ -15,7 +15,7 @@ from .._layout import Layout, Returned, Values, check_statics_kept, take_apart
 from .._selectors import Selector, as_selector
 from .._split import assign
 from .._stateful import call_stateful, fun_name
-from .._tree import StateTree
+from .._tree import StateTree, conform
 
 __all__ = ["jit"]
 
@@ -47,6 +47,21 @@ class _Placements:
         ]
 
 
+def _constrain_prefix(tree: Any, shardings: Any) -> Any:
+    """`tree` with each subtree constrained to the sharding at its place in
+    `shardings`, a pytree prefix of `tree` (None leaves it alone)."""
+
+    def is_leaf(x: Any) -> bool:
+        return x is None or isinstance(x, jax.sharding.Sharding)
+
+    return jax.tree.map(
+        lambda s, sub: sub if s is None else jax.lax.with_sharding_constraint(sub, s),
+        shardings,
+        tree,
+        is_leaf=is_leaf,
+    )
+
+
 def _explain_static_states(where: str, args: tuple, positions: tuple[int, ...]) -> None:
     """A state tree given as a static argument: the function's parameters are
     probably in the wrong order."""
@@ -66,7 +81,10 @@ def jit(
     static_argnums: int | Sequence[int] = (),
     static_argnames: str | Sequence[str] = (),
     donate_states: bool = False,
+    donate_argnums: int | Sequence[int] = (),
     state_shardings: dict[Any, jax.sharding.Sharding] | None = None,
+    in_shardings: Any = None,
+    out_shardings: Any = None,
 ) -> Callable:
     """Compile a stateful function ``fun(states, *args) -> (out, new_states)``.
 
@@ -92,8 +110,17 @@ def jit(
         static_argnames: keyword arguments that are static; a parameter named
             here is static also when passed positionally.
         donate_states: donate the input state buffers to the computation.
+        donate_argnums: positions in ``*args`` whose buffers are donated, as
+            `jax.jit`'s.
         state_shardings: ``{selector: jax.sharding.Sharding}``; the selected
             states are placed on those shardings, inside and on output.
+        in_shardings: shardings of ``*args``: one for all, or a tuple with an
+            entry (a sharding, a pytree prefix of them, or None) per argument.
+        out_shardings: shardings of `out` (a pytree prefix of it).
+
+    Shardings are applied inside the computation with
+    `jax.lax.with_sharding_constraint`, so arguments placed elsewhere are
+    moved rather than refused.
 
     The jitted function has ``.lower(states, *args)`` (as `jax.jit`'s) and
     ``.clear_cache()``.
@@ -113,7 +140,10 @@ def jit(
         static_argnums=static_argnums,
         static_argnames=static_argnames,
         donate_states=donate_states,
+        donate_argnums=donate_argnums,
         state_shardings=state_shardings,
+        in_shardings=in_shardings,
+        out_shardings=out_shardings,
     )
     if fun is None:
         return functools.partial(jit, **options)
@@ -130,7 +160,10 @@ class _Jitted:
         static_argnums: int | Sequence[int],
         static_argnames: str | Sequence[str],
         donate_states: bool,
+        donate_argnums: int | Sequence[int],
         state_shardings: dict[Any, jax.sharding.Sharding] | None,
+        in_shardings: Any,
+        out_shardings: Any,
     ):
         self.fun = fun
         self.where = f"ps.compile.jit({fun_name(fun)})"
@@ -143,7 +176,15 @@ class _Jitted:
         self.static_argnums = nums
         self.negative_reach = max((-i for i in nums if i < 0), default=0)
         self.donate_states = donate_states
+        donated = index_tuple(donate_argnums, "donate_argnums", self.where)
+        if set(donated) & set(nums):
+            raise ValueError(
+                f"{self.where}: the positions {sorted(set(donated) & set(nums))} are both "
+                "static and donated; a static argument has no buffer to donate."
+            )
         self.placements = _Placements(state_shardings, self.where)
+        self.in_shardings = in_shardings
+        self.out_shardings = out_shardings
         # Typed Any: the runtime object has `clear_cache`, its annotation not.
         self.jitted: Any = jax.jit(
             self._traced,
@@ -151,7 +192,10 @@ class _Jitted:
             # arguments, which the internal ones (at the front) do not change.
             static_argnums=(0, 1, *(i + _N_INTERNAL if i >= 0 else i for i in nums)),
             static_argnames=names,
-            donate_argnums=(3,) if donate_states else (),
+            donate_argnums=(
+                *((3,) if donate_states else ()),
+                *(i + _N_INTERNAL if i >= 0 else i for i in donated),
+            ),
         )
 
     def _traced(
@@ -166,13 +210,35 @@ class _Jitted:
         del env_key  # only part of the cache key; the settings are read from environ
         with environ.rebound(environ.current(), env_leaves):
             values = self.placements.constrain(layout, values)
+            args = self._constrain_args(args)
             out, new_states = call_stateful(self.fun, layout.build(values), *args, **kwargs)
+            if self.out_shardings is not None:
+                out = _constrain_prefix(out, self.out_shardings)
         new_values, new_layout = take_apart(new_states)
         check_statics_kept(layout, new_layout, self.where)
         new_values = self.placements.constrain(new_layout, new_values)
         return (
             out,
             *Returned.describe(layout, values, new_layout, new_values, not self.donate_states),
+        )
+
+    def _constrain_args(self, args: tuple) -> tuple:
+        """Place the (non-static) arguments on `in_shardings`."""
+        shardings = self.in_shardings
+        if shardings is None:
+            return args
+        if not isinstance(shardings, (tuple, list)):
+            shardings = (shardings,) * len(args)
+        if len(shardings) != len(args):
+            raise ValueError(
+                f"{self.where}: in_shardings has {len(shardings)} entries for {len(args)} "
+                "positional argument(s) after the states; give one per argument (None for "
+                "those left where they are)."
+            )
+        static = {i % len(args) for i in self.static_argnums if -len(args) <= i < len(args)}
+        return tuple(
+            a if i in static or s is None else _constrain_prefix(a, s)
+            for i, (a, s) in enumerate(zip(args, shardings, strict=True))
         )
 
     def _check_static_args(self, args: tuple) -> None:
@@ -250,6 +316,12 @@ class _Compiled:
     def __call__(self, states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
         frame = environ.current()
         values, layout = take_apart(states, f"{self._where}: ")
+        if layout is not self._layout:
+            # The same states in another key order (e.g. from jax.eval_shape,
+            # which sorts keys) are arranged as the lowered tree was.
+            arranged = conform(states, self._layout.skeleton())
+            if arranged is not None:
+                values, layout = take_apart(arranged)
         if layout is not self._layout:
             raise StateError(
                 f"{self._where}: this compiled function was lowered for a state tree of "
