@@ -22,6 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_checkpoint
 import bench_compile
 import bench_lif
 import bench_train_step
@@ -34,7 +35,7 @@ ROOT = HERE.parent
 PAGE = ROOT / "docs" / "performance.md"
 IMG = ROOT / "docs" / "img"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-CASES = [bench_train_step, bench_vmap, bench_compile, bench_lif]
+CASES = [bench_train_step, bench_vmap, bench_compile, bench_lif, bench_checkpoint]
 IMPLS = ["raw JAX", "purestate", STATE_TREE, "brainstate", "Flax NNX", "Equinox"]
 
 
@@ -198,6 +199,10 @@ def section(all_rows: list[tuple[object, list[Row]]], elapsed: float, quick: boo
         "",
     ]
     for module, rows in all_rows:
+        if hasattr(module, "markdown"):
+            # a case with its own columns (not one implementation per column)
+            parts += [f"### {module.TITLE}", "", module.markdown(rows)]
+            continue
         parts += [f"### {module.TITLE}", "", table(rows), ""]
         image = plot(module, rows)
         if image:
