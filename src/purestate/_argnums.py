@@ -10,7 +10,14 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["index_tuple", "infer_static", "name_tuple", "resolve"]
+__all__ = [
+    "check_in_signature",
+    "index_tuple",
+    "infer_static",
+    "name_tuple",
+    "positional_count",
+    "resolve",
+]
 
 
 def _index(value: Any, option: str, where: str) -> int:
@@ -80,6 +87,32 @@ def _parameters_after_states(fun: Callable) -> list[inspect.Parameter] | None:
     ):
         return None
     return parameters[1:]
+
+
+def positional_count(fun: Callable) -> int | None:
+    """How many positional parameters `fun` takes after `states`; None when
+    it takes any number (``*args``) or has no signature."""
+    parameters = _parameters_after_states(fun)
+    if parameters is None or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        return None
+    return sum(
+        p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for p in parameters
+    )
+
+
+def check_in_signature(fun: Callable, positions: tuple[int, ...], option: str, where: str) -> None:
+    """A `ValueError` for a position beyond `fun`'s positional parameters
+    after `states` (when it has no ``*args``), as `jax.jit` raises."""
+    n = positional_count(fun)
+    if n is None:
+        return
+    bad = [i for i in positions if not -n <= i < n]
+    if bad:
+        raise ValueError(
+            f"{where}: {option} holds {bad}, but the function takes only {n} positional "
+            "argument(s) after `states` (positions count them from 0)."
+        )
 
 
 def infer_static(

@@ -8,8 +8,9 @@ order, nesting (empty subtrees included), state kinds, and for pytree values
 their structure (units included) and their non-array leaves (functions,
 strings), which are static, as in `equinox.filter_jit`.
 
-Layouts are interned: equal layouts are the same object, hashed by identity,
-so a layout costs nothing as a static argument of `jax.jit`, `jax.pmap` or
+Layouts are interned: equal layouts are usually the same object, whose hash
+is computed once and whose comparison with itself is decided by identity, so
+a layout costs nothing as a static argument of `jax.jit`, `jax.pmap` or
 `jax.checkpoint`. Handed the flat values, JAX flattens a list in C++ instead of
 calling back into Python for every `State` node.
 """
@@ -21,13 +22,15 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import _pytree as pytree
 from ._describe import describe_value
 from ._errors import StateError
 from ._paths import Path, check_key, describe_paths, path_str
-from ._state import State, new_state, set_value_unchecked
+from ._state import PYTHON_NUMBERS as _PYTHON_NUMBERS
+from ._state import State, new_state, normalise_value, set_value_unchecked
 from ._tree import StateTree, check_tree
 
 __all__ = [
@@ -86,12 +89,25 @@ def _is_array(value: Any) -> bool:
     )
 
 
+def _as_jax(value: Any) -> Any:
+    # A NumPy array becomes a device array here, as `jax.jit` would make it,
+    # so that a state handed back unchanged is never the caller's mutable
+    # buffer.
+    return jnp.asarray(value) if isinstance(value, (np.ndarray, np.generic)) else value
+
+
 def _value_entry(kind: type, value: Any) -> tuple[Any, type | _Spec]:
     """The value entry and the signature entry of one state."""
     if _is_array(value):
-        return value, kind
+        return _as_jax(value), kind
     leaves, treedef = pytree.flatten(value)
-    arrays = tuple(leaf for leaf in leaves if _is_array(leaf))
+    if any(isinstance(leaf, _PYTHON_NUMBERS) for leaf in leaves):
+        # Python numbers put in without the constructor (e.g. by
+        # jax.tree.map): arrays, as the constructor would have made them.
+        normalised = normalise_value(value)
+        if normalised is not value:
+            return _value_entry(kind, normalised)
+    arrays = tuple(_as_jax(leaf) for leaf in leaves if _is_array(leaf))
     template = tuple(None if _is_array(leaf) else leaf for leaf in leaves)
     return arrays, _Spec(kind, treedef, template)
 
@@ -102,7 +118,13 @@ def _take_apart(tree: dict, values: list, signature: list) -> None:
         if type(child) is dict:
             _take_apart(child, values, signature)
             continue
-        value = child.value  # AttributeError: not a state (the caller explains)
+        try:
+            value = child.value
+        except AttributeError:
+            if isinstance(child, dict):  # an OrderedDict or other dict subclass
+                _take_apart(child, values, signature)
+                continue
+            raise  # not a state (the caller explains)
         if type(value) is _ArrayImpl:
             values.append(value)
             signature.append(type(child))
@@ -165,17 +187,29 @@ _known: dict[tuple, Layout] = {}
 class Layout:
     """The keys, nesting, state kinds and static value parts of a state tree.
 
-    One object per distinct layout (`take_apart` interns them), so it is
-    hashed by identity. `memo` caches what transforms derive from a layout
+    One object per distinct layout (`take_apart` interns them), hashed once.
+    `memo` caches what transforms derive from a layout
     (which states a selector picks, per-state batch axes, ...).
     """
 
-    __slots__ = ("__weakref__", "_plan", "_states", "memo")
+    __slots__ = ("__weakref__", "_hash", "_plan", "_states", "memo")
 
     def __init__(self, plan: _Plan):
         self._plan = plan
+        self._hash = hash(plan)
         self._states: tuple[tuple[Path, type, _Spec | None], ...] | None = None
         self.memo: dict[Hashable, Any] = {}
+
+    # Equal layouts are interchangeable, even two objects for one layout (the
+    # intern table may have been cleared in between); the usual case, the
+    # same object, is decided by identity before __eq__ runs.
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (
+            isinstance(other, Layout) and self._hash == other._hash and self._plan == other._plan
+        )
 
     @property
     def states(self) -> tuple[tuple[Path, type, _Spec | None], ...]:
@@ -278,7 +312,7 @@ def _check_hashable(tree: StateTree, error: Exception) -> None:
 
 def _iter_values(tree: dict, prefix: Path) -> Iterator[tuple[Path, type, Any]]:
     for key, child in tree.items():
-        if type(child) is dict:
+        if isinstance(child, dict):
             yield from _iter_values(child, (*prefix, key))
         else:
             yield (*prefix, key), type(child), child.value
@@ -287,7 +321,7 @@ def _iter_values(tree: dict, prefix: Path) -> Iterator[tuple[Path, type, Any]]:
 def check_statics_kept(layout: Layout, new_layout: Layout, where: str) -> None:
     """Raise `ps.StateError` naming the states whose non-array leaves (static
     parts of pytree values) differ in `new_layout`."""
-    if new_layout is layout:
+    if new_layout == layout:
         return
     changed = layout.statics_changed(new_layout)
     if changed:
@@ -303,7 +337,7 @@ def values_in_layout(layout: Layout, tree: StateTree, where: Callable[[], str]) 
     a branch's new states): otherwise a `ps.StateError` names the states whose
     structure, unit or non-array leaves changed."""
     values, new_layout = take_apart(tree)
-    if new_layout is not layout:
+    if new_layout != layout:
         raise StateError(
             f"{where()} changes the structure of states it carries (pytree structure, "
             f"unit or non-array leaves): {'; '.join(layout.changes_to(new_layout))}. A "
@@ -355,12 +389,12 @@ class Returned:
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, Returned)
-            and self.layout is other.layout
+            and self.layout == other.layout
             and self.changed == other.changed
         )
 
     def __hash__(self) -> int:
-        return hash((id(self.layout), self.changed))
+        return hash((self.layout, self.changed))
 
     @staticmethod
     def describe(
@@ -369,14 +403,14 @@ class Returned:
         """At trace time: the outputs to return, and the marker (None when the
         layout is kept and every value is new)."""
         changed = None
-        if pass_through and new_layout is layout:
+        if pass_through and new_layout == layout:
             kept = [same_value(a, b) for a, b in zip(inputs, outputs, strict=True)]
             if any(kept):
                 changed = tuple(i for i, k in enumerate(kept) if not k)
                 outputs = [outputs[i] for i in changed]
-        if changed is None and new_layout is layout:
+        if changed is None and new_layout == layout:
             return outputs, None
-        return outputs, Returned(None if new_layout is layout else new_layout, changed)
+        return outputs, Returned(None if new_layout == layout else new_layout, changed)
 
     def fill_in(self, inputs: Values, outputs: Values) -> Values:
         """At call time: every new value, the passed-through ones from `inputs`."""

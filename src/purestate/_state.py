@@ -10,39 +10,48 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LongTermState", "ParamState", "RandomState", "ShortTermState", "State", "new_state"]
+__all__ = [
+    "PYTHON_NUMBERS",
+    "LongTermState",
+    "ParamState",
+    "RandomState",
+    "ShortTermState",
+    "State",
+    "new_state",
+    "normalise_value",
+]
 
 _VALUE_KEY = (jax.tree_util.GetAttrKey("value"),)
 
 
-_PYTHON_NUMBERS = (bool, int, float, complex)
+PYTHON_NUMBERS = (bool, int, float, complex)
 
 
 def _as_array_if_python_number(x: Any) -> Any:
     # An explicit dtype makes the array strongly typed, so a later update with
     # a computed array of the same dtype does not change the jit cache key.
-    if isinstance(x, _PYTHON_NUMBERS):
+    if isinstance(x, PYTHON_NUMBERS):
         return jnp.asarray(x, dtype=jax.dtypes.canonicalize_dtype(type(x)))
     return x
 
 
-def _normalise(value: Any) -> Any:
+def normalise_value(value: Any) -> Any:
     """Turn Python numbers into arrays, as `jax.jit` does with its arguments:
     the value itself, a Quantity's mantissa, and the leaves of dicts, lists and
     tuples. Other pytree nodes (an `equinox.Module`) keep their fields as they
     are: there a Python number is a static hyperparameter, as in Equinox."""
     if isinstance(value, (jax.Array, np.ndarray)) or value is None:
         return value  # the common case, kept cheap
-    if isinstance(value, _PYTHON_NUMBERS):
+    if isinstance(value, PYTHON_NUMBERS):
         return _as_array_if_python_number(value)
     if isinstance(value, u.Quantity):
         mantissa = value.mantissa
-        if isinstance(mantissa, _PYTHON_NUMBERS):
+        if isinstance(mantissa, PYTHON_NUMBERS):
             return u.Quantity(_as_array_if_python_number(mantissa), unit=value.unit)
         return value
     if type(value) in (dict, list, tuple):
         items = value.items() if type(value) is dict else enumerate(value)
-        normalised = {k: _normalise(v) for k, v in items}
+        normalised = {k: normalise_value(v) for k, v in items}
         return normalised if type(value) is dict else type(value)(normalised.values())
     return value
 
@@ -95,7 +104,7 @@ class State:
     value: Any
 
     def __init__(self, value: Any):
-        object.__setattr__(self, "value", _normalise(value))
+        object.__setattr__(self, "value", normalise_value(value))
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)

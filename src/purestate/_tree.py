@@ -234,24 +234,29 @@ class _Mismatch(Exception):
 
 
 def _conform(new: Any, like: dict) -> dict:
-    if type(new) is not dict:
+    if not isinstance(new, dict):
         raise _Mismatch
     out: dict[str, Any] = {}
     for key, old in like.items():
-        if type(old) is dict:
+        if isinstance(old, dict):
             # An empty subtree holds no state: it comes back as it went in,
-            # whether or not the function kept it.
-            out[key] = _conform(new.get(key, {}), old) if old else {}
+            # whether the function kept it or left it out, but it may not
+            # gain states.
+            out[key] = _conform(new.get(key, {}), old)
         else:
             state = new.get(key)
             if type(state) is not type(old):
                 raise _Mismatch
             out[key] = state
     if len(new) != len(out) and any(
-        key not in out and not (type(node) is dict and not node) for key, node in new.items()
+        key not in out and not _holds_no_state(node) for key, node in new.items()
     ):
         raise _Mismatch
     return out
+
+
+def _holds_no_state(node: Any) -> bool:
+    return isinstance(node, dict) and all(_holds_no_state(child) for child in node.values())
 
 
 def conform(new: Any, like: StateTree) -> StateTree | None:

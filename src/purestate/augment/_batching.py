@@ -11,6 +11,7 @@ map, and come back advanced once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections import OrderedDict
@@ -23,7 +24,7 @@ import numpy as np
 
 from .. import _pytree as pytree
 from .. import environ
-from .._argnums import index_tuple, infer_static, name_tuple, resolve
+from .._argnums import check_in_signature, index_tuple, infer_static, name_tuple, resolve
 from .._errors import BatchAxisError, StateError
 from .._layout import Layout, Returned, Values, check_statics_kept, take_apart
 from .._paths import Path, describe_paths, path_str
@@ -55,7 +56,7 @@ def _axis_map(spec: Any, option: str, where: str) -> tuple[tuple[int, Selector, 
 
 
 def _lane_signature(
-    env_leaves: tuple, values: Values, args: tuple, kwargs: dict, sizer: Any
+    tracers: tuple, values: Values, args: tuple, kwargs: dict, sizer: Any
 ) -> None: ...
 
 
@@ -152,6 +153,8 @@ class _Mapping(NamedTuple):
     plan: _Plan
     statics: _Statics | None
     arg_axes: Any
+    variant: environ.Variant[Any] | None  # pmap: its traces' ps.environ settings
+    settings: environ.Settings | None  # pmap: the settings that hold tracers
 
 
 class _Mapped:
@@ -182,6 +185,7 @@ class _Mapped:
             index_tuple(static_argnums, "static_argnums", self.where),
             name_tuple(static_argnames, "static_argnames", self.where),
         )
+        check_in_signature(fun, self.static_argnums, "static_argnums", self.where)
         self.in_axes = tuple(in_axes) if isinstance(in_axes, list) else in_axes
         self.out_axes = out_axes
         self.in_map = _axis_map(in_states, "in_states", self.where)
@@ -197,6 +201,9 @@ class _Mapped:
         if kind == "pmap":
             self._reject_negative_axes()
         self._mapped: OrderedDict[Hashable, Callable] = OrderedDict()
+        # jax.pmap caches traces on the function: one set of pmap objects per
+        # distinct values of the ps.environ settings its traces read.
+        self.variants: environ.Variants[Any] = environ.Variants(lambda variant: variant)
         self._checked: set[Hashable] = set()
 
     def as_function(self) -> Callable:
@@ -234,19 +241,24 @@ class _Mapped:
 
     def _lane(
         self,
-        layout: Layout,
-        plan: _Plan,
-        statics: _Statics | None,
-        env_leaves: tuple,
+        mapping: _Mapping,
+        tracers: tuple,
         values: Values,
         args: tuple,
         kwargs: dict,
         sizer: Any,
     ) -> tuple[Any, tuple[Any, ...], Returned | None]:
         del sizer  # only gives jax.pmap a mapped argument when nothing else is
+        layout, plan, statics, _, variant, settings = mapping
         if statics is not None:
             args, kwargs = statics.fill(args, kwargs)
-        with environ.rebound(environ.current(), env_leaves):
+        # jax.pmap caches this trace: it records the settings it reads.
+        tracing = (
+            contextlib.nullcontext()
+            if variant is None or settings is None
+            else self.variants.tracing(variant, settings, tracers)
+        )
+        with tracing:
             if plan.keyed:
                 # Each lane draws from its own key. Only when there are keys:
                 # in eager mode an unused axis_index would cost an op per call.
@@ -259,26 +271,23 @@ class _Mapped:
             out, new_states = call_stateful(self.fun, layout.build(values), *args, **kwargs)
         new_values, new_layout = take_apart(new_states)
         check_statics_kept(layout, new_layout, self.where)
-        marker = None if new_layout is layout else Returned(new_layout, None)
+        marker = None if new_layout == layout else Returned(new_layout, None)
         return out, tuple(new_values[i] for i in plan.returned), marker
 
     def _build(
         self,
-        layout: Layout,
-        plan: _Plan,
-        statics: _Statics | None,
-        arg_axes: Any,
+        mapping: _Mapping,
         state_out_axes: tuple | None = None,
         out_axes: Any = None,
         transform: Callable | None = None,
     ) -> Callable:
-        """The mapped callable for one layout and plan. The optional arguments
-        change the output axes (for probing which outputs are batched)."""
+        """The mapped callable for one mapping. The optional arguments change
+        the output axes (for probing which outputs are batched)."""
         # Tuples, not lists: multi-process jax.pmap hashes its axes.
-        in_axes = (None, plan.in_axes, arg_axes, 0, 0)
+        in_axes = (None, mapping.plan.in_axes, mapping.arg_axes, 0, 0)
         out_axes = (
             self.out_axes if out_axes is None else out_axes,
-            plan.out_axes if state_out_axes is None else state_out_axes,
+            mapping.plan.out_axes if state_out_axes is None else state_out_axes,
             None,
         )
         transform = transform or (jax.vmap if self.kind == "vmap" else jax.pmap)
@@ -287,37 +296,32 @@ class _Mapped:
         )
         if transform is jax.pmap:
             options.update(self.pmap_options)
-        lane = functools.partial(self._lane, layout, plan, statics)
+        lane = functools.partial(self._lane, mapping)
         # An eager jax.vmap reads its function's signature on every call (for
         # debug info); a precomputed one answers at once.
         lane.__signature__ = _LANE_SIGNATURE  # type: ignore[attr-defined]
         return transform(lane, **options)
 
-    def _mapped_for(
-        self,
-        layout: Layout,
-        plan: _Plan,
-        env_key: Hashable,
-        statics: _Statics | None,
-        arg_axes: Any,
-    ) -> Callable:
+    def _mapped_for(self, mapping: _Mapping) -> Callable:
         # jax.pmap caches traces on the function, which reads ps.environ and
-        # the static arguments: one pmap object per settings key and static
+        # the static arguments: one pmap object per settings and static
         # values, so a changed one never hits an old trace. jax.vmap caches
         # nothing, so unhashable static arguments are fine there.
+        statics = mapping.statics
         static_key = None if statics is None else statics.key(self.kind == "pmap", self.where)
         if statics is not None and static_key is None:
-            return self._build(layout, plan, statics, arg_axes)
+            return self._build(mapping)
         key = (
-            layout,
-            plan,
-            env_key if self.kind == "pmap" else None,
+            mapping.layout,
+            mapping.plan,
+            mapping.variant,
+            mapping.settings,
             static_key,
-            _axes_key(arg_axes),
+            _axes_key(mapping.arg_axes),
         )
         mapped = self._mapped.get(key)
         if mapped is None:
-            mapped = self._mapped[key] = self._build(layout, plan, statics, arg_axes)
+            mapped = self._mapped[key] = self._build(mapping)
             if len(self._mapped) > _MAX_MAPPED:
                 self._mapped.popitem(last=False)
         return mapped
@@ -403,28 +407,51 @@ class _Mapped:
                 f"sizes along their axes: {', '.join(sizes)}."
             )
 
-    def _size_mismatch(
-        self, layout: Layout, plan: _Plan, values: Values, error: Exception
-    ) -> BatchAxisError:
+    def _mapped_sizes(self, mapping: _Mapping, call_args: tuple) -> list[tuple[str, int]]:
+        """``(what, size)`` for every mapped input: states, arguments, keywords."""
+        layout, plan = mapping.layout, mapping.plan
+        _, values, args, kwargs, _ = call_args
         sizes = [
-            f"{path_str(layout.paths[i])!r}: {np.shape(leaf)[axis]}"
+            (repr(path_str(layout.paths[i])), np.shape(leaf)[axis])
             for i, axis in enumerate(plan.in_axes)
             if axis is not None
             for leaf in jax.tree.leaves(values[i])
         ]
+
+        def arg_sizes(axis: Any, sub: Any) -> None:
+            if axis is not None:
+                sizes.extend(("an argument", np.shape(x)[axis]) for x in jax.tree.leaves(sub))
+
+        if args:
+            jax.tree.map(arg_sizes, mapping.arg_axes, args, is_leaf=lambda x: x is None)
+        sizes.extend(("a keyword argument", np.shape(x)[0]) for x in jax.tree.leaves(kwargs))
+        if self.axis_size is not None:
+            sizes.append(("axis_size", self.axis_size))
+        return sizes
+
+    def _size_mismatch(self, mapping: _Mapping, call_args: tuple) -> BatchAxisError | None:
+        """A `ps.BatchAxisError` listing the sizes, when the mapped inputs
+        disagree on the batch size (None when they agree)."""
+        try:
+            sizes = self._mapped_sizes(mapping, call_args)
+        except (IndexError, ValueError):
+            return None  # axes beyond a rank: JAX's own error says more
+        if len({size for _, size in sizes}) <= 1:
+            return None
         return BatchAxisError(
-            f"{self.where}: the batch sizes disagree between arguments, states and "
-            f"axis_size={self.axis_size}. Sizes of the mapped states: "
-            f"{', '.join(sizes) or '(none)'}. JAX reports: {error}"
+            f"{self.where}: the mapped inputs disagree on the batch size: "
+            + ", ".join(f"{what}: {size}" for what, size in sizes)
+            + ". Map inputs of one batch size (in_states, in_axes, axis_size)."
         )
 
-    def _batched_error(self, mapping: _Mapping, call_args: tuple) -> BatchAxisError:
+    def _batched_error(self, mapping: _Mapping, call_args: tuple) -> BatchAxisError | None:
         """Which undeclared states (or outputs) come back batched: one abstract
-        trace per candidate, only on this error path."""
+        trace per candidate, only on this error path. None when the failure
+        is not about batched outputs at all."""
         layout, plan = mapping.layout, mapping.plan
 
-        def batched_with(state_axes: tuple, out_axes: Any) -> bool:
-            probe = self._build(*mapping, state_axes, out_axes, transform=jax.vmap)
+        def fails_with(state_axes: tuple, out_axes: Any) -> bool:
+            probe = self._build(mapping, state_axes, out_axes, transform=jax.vmap)
             try:
                 jax.eval_shape(probe, *call_args)
             except ValueError:
@@ -432,11 +459,13 @@ class _Mapped:
             return False
 
         all_batched = tuple(0 if a is None else a for a in plan.out_axes)
+        if fails_with(all_batched, 0):
+            return None  # fails with every output batched: not an out_axes problem
         undeclared = [k for k, a in enumerate(plan.out_axes) if a is None]
         paths: list[Path] = []
         for k in undeclared:
             axes = (*all_batched[:k], None, *all_batched[k + 1 :])
-            if batched_with(axes, 0):
+            if fails_with(axes, 0):
                 paths.append(layout.paths[plan.returned[k]])
         if paths:
             return BatchAxisError(
@@ -446,6 +475,8 @@ class _Mapped:
                 "keep them unbatched (reduce over the batch, e.g. with jax.lax.pmean and an "
                 "axis_name)."
             )
+        if fails_with(plan.out_axes, 0):
+            return None
         return BatchAxisError(
             f"{self.where}: the function's output is batched where out_axes={self.out_axes!r} "
             "says it is not (None); no state is at fault. Give the batched outputs an axis "
@@ -460,6 +491,8 @@ class _Mapped:
         key = (
             mapping.layout,
             mapping.plan,
+            mapping.variant,
+            mapping.settings,
             _axes_key(mapping.arg_axes),
             None if statics is None else statics.key(True, self.where),
             jax.tree.structure(call_args[1:]),
@@ -468,22 +501,26 @@ class _Mapped:
         if key in self._checked:
             return
         try:
-            jax.eval_shape(self._build(*mapping, transform=jax.vmap), *call_args)
+            jax.eval_shape(self._build(mapping, transform=jax.vmap), *call_args)
         except (StateError, BatchAxisError):
             raise
         except ValueError as error:
-            raise self._explain(error, mapping, call_args) from error
+            explained = self._explain(error, mapping, call_args)
+            if explained is error:
+                raise
+            raise explained from error
         self._checked.add(key)
 
     def _explain(self, error: ValueError, mapping: _Mapping, call_args: tuple) -> Exception:
-        """A `ps.BatchAxisError` for JAX's errors about sizes and out_axes
-        (naming the states at fault); any other error as it is."""
-        message = str(error)
-        if "inconsistent sizes" in message or "axis_size" in message:
-            return self._size_mismatch(mapping.layout, mapping.plan, call_args[1], error)
-        if "out_axes" in message or "mapped output" in message:
-            return self._batched_error(mapping, call_args)
-        return error
+        """A `ps.BatchAxisError` naming the states at fault when the mapped
+        inputs disagree on the batch size or an output declared unbatched
+        comes back batched (each checked directly, not read from JAX's
+        message); any other error as it is."""
+        return (
+            self._size_mismatch(mapping, call_args)
+            or self._batched_error(mapping, call_args)
+            or error
+        )
 
     # -- the call -----------------------------------------------------------------
 
@@ -492,7 +529,9 @@ class _Mapped:
         plan = self._plan(layout, values)
         statics, args, kwargs, arg_axes = self._split_static(args, kwargs)
         sizer = self._check_arguments(layout, plan, values, args, kwargs, arg_axes)
-        frame = environ.current()
+        variant, settings, tracers = (
+            self.variants.select() if self.kind == "pmap" else (None, None, ())
+        )
         lane_values = values
         next_keys = {}
         if plan.keyed:
@@ -503,12 +542,12 @@ class _Mapped:
                 next_keys[i] = pair[1]
         if self.kind == "pmap":
             lane_values = _gathered(lane_values, plan)
-        call_args = (frame.traced_leaves, tuple(lane_values), args, kwargs, sizer)
-        mapping = _Mapping(layout, plan, statics, arg_axes)
+        call_args = (tracers, tuple(lane_values), args, kwargs, sizer)
+        mapping = _Mapping(layout, plan, statics, arg_axes, variant, settings)
         if self.kind == "pmap":
             self._check_pmap_outputs(mapping, call_args)
         try:
-            mapped = self._mapped_for(layout, plan, frame.key, statics, arg_axes)
+            mapped = self._mapped_for(mapping)
             out, returned, marker = mapped(*call_args)
         except (StateError, BatchAxisError):
             raise

@@ -144,12 +144,13 @@ class _StatePrimal(_Primal):
 
 
 class _ArgPrimal(_Primal):
-    """A chosen argument. With units stripped (``unit_aware``) JAX sees the
-    mantissas; otherwise it sees the argument as it is, as `jax.grad` does."""
+    """A chosen argument. JAX sees it with Quantities reduced to their
+    mantissas, as for states: the gradient then carries value_unit /
+    input_unit with ``unit_aware``, and no unit without (plain JAX would give
+    it the input's own unit, which is dimensionally wrong)."""
 
-    def __init__(self, arg: Any, strip_units: bool):
-        is_leaf = _is_quantity if strip_units else None
-        leaves, self.treedef = pytree.flatten(arg, is_leaf=is_leaf)
+    def __init__(self, arg: Any):
+        leaves, self.treedef = pytree.flatten(arg, is_leaf=_is_quantity)
         self.units = [leaf.unit if _is_quantity(leaf) else None for leaf in leaves]
         self.primal = self.treedef.unflatten([_mantissa(leaf) for leaf in leaves])
 
@@ -284,9 +285,10 @@ def _objective(
                 )
             value, aux = out
         mantissa = _mantissa(value)
-        if req.transform.scalar_value and not (
+        scalar = isinstance(mantissa, (int, float, complex)) or (
             hasattr(mantissa, "shape") and np.shape(mantissa) == ()
-        ):
+        )
+        if req.transform.scalar_value and not scalar:
             hint = (
                 " If it returns ((value, aux), new_states), pass has_aux=True."
                 if isinstance(mantissa, (tuple, list, dict))
@@ -339,30 +341,38 @@ def _arrange(req: _Request, primals: list[_Primal], results: Any, value: Any) ->
         state_part = outer(lambda t: first(primals[0], t[0]))
         return (state_part, arg_part) if req.argnums else state_part
 
-    def block(i: int, j: int) -> Any:
-        """d2 value / d primal_i d primal_j: primal_i's structure outside."""
+    def block(t: Any, i: int, j: int) -> Any:
+        """d2 value / d primal_i d primal_j at one output leaf `t`:
+        primal_i's structure outside."""
         p, q = primals[i], primals[j]
 
         def inner(sub: Any, unit_i: Any) -> Any:
             return q.leafwise(sub, lambda r, unit_j: _with_unit(r, unit_of(unit_i, unit_j)))
 
         # jax.hessian nests: primal_i's structure, then the tuple over j.
-        return outer(lambda t: p.leafwise(t[i], lambda sub, unit_i: inner(sub[j], unit_i)))
+        return p.leafwise(t[i], lambda sub, unit_i: inner(sub[j], unit_i))
 
     n = len(primals)
-    if not has_states:
-        return req.pick(tuple(req.pick(tuple(block(k, m) for m in range(n))) for k in range(n)))
-    h_ss = block(0, 0)
-    if not req.argnums:
-        return h_ss
-    args = range(1, n)
-    return (
-        (h_ss, req.pick(tuple(block(0, m) for m in args))),
-        (
-            req.pick(tuple(block(k, 0) for k in args)),
-            req.pick(tuple(req.pick(tuple(block(k, m) for m in args)) for k in args)),
-        ),
-    )
+
+    def blocks(t: Any) -> Any:
+        """The blocks at one output leaf, arranged as jax.hessian(argnums=...)."""
+        if not has_states:
+            return req.pick(
+                tuple(req.pick(tuple(block(t, k, m) for m in range(n))) for k in range(n))
+            )
+        if not req.argnums:
+            return block(t, 0, 0)
+        args = range(1, n)
+        return (
+            (block(t, 0, 0), req.pick(tuple(block(t, 0, m) for m in args))),
+            (
+                req.pick(tuple(block(t, k, 0) for k in args)),
+                req.pick(tuple(req.pick(tuple(block(t, k, m) for m in args)) for k in args)),
+            ),
+        )
+
+    # The output's structure outside everything, as jax.hessian puts it.
+    return outer(blocks)
 
 
 def _result(req: _Request, grads: Any, value: Any, aux: Any) -> Any:
@@ -385,7 +395,7 @@ def _differentiable(req: _Request) -> Callable:
         state_primal = (
             _StatePrimal(layout, values, selected, req.allow_int) if req.selector else None
         )
-        arg_primals = [_ArgPrimal(args[i], req.unit_aware) for i in positions]
+        arg_primals = [_ArgPrimal(args[i]) for i in positions]
         primals: list[_Primal] = [state_primal] if state_primal else []
         primals.extend(arg_primals)
         h = _objective(req, layout, values, state_primal, arg_primals, args, kwargs, positions)

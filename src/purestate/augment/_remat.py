@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -42,31 +42,36 @@ def remat(
     prefix = f"ps.augment.remat({fun_name(fun)}): "
 
     def run(
-        env_key: Hashable,
+        variant: environ.Variant[Any],
+        settings: environ.Settings,
         layout: Layout,
-        env_leaves: tuple,
+        tracers: tuple,
         values: Values,
         args: tuple,
         kwargs: dict[str, Any],
     ) -> tuple[Any, Values, Returned | None]:
-        del env_key  # only part of the cache key; the settings are read from environ
-        with environ.rebound(environ.current(), env_leaves):
+        with variants.tracing(variant, settings, tracers):
             out, new_states = call_stateful(fun, layout.build(values), *args, **kwargs)
         new_values, new_layout = take_apart(new_states)
         check_statics_kept(layout, new_layout, prefix.rstrip(": "))
         return (out, *Returned.describe(layout, values, new_layout, new_values, False))
 
-    checkpointed = jax.checkpoint(
-        run, prevent_cse=prevent_cse, policy=policy, static_argnums=(0, 1)
+    # jax.checkpoint caches traces on the function: one per distinct values
+    # of the ps.environ settings it reads.
+    variants: environ.Variants[Any] = environ.Variants(
+        lambda variant: jax.checkpoint(
+            functools.partial(run, variant),
+            prevent_cse=prevent_cse,
+            policy=policy,
+            static_argnums=(0, 1),
+        )
     )
 
     @functools.wraps(fun)
     def rematerialised(states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
-        frame = environ.current()
+        checkpointed, settings, tracers = variants.select()
         values, layout = take_apart(states, prefix)
-        out, new_values, returned = checkpointed(
-            frame.key, layout, frame.traced_leaves, values, args, kwargs
-        )
+        out, new_values, returned = checkpointed(settings, layout, tracers, values, args, kwargs)
         if returned is not None and returned.layout is not None:
             layout = returned.layout
         return out, layout.build(new_values)

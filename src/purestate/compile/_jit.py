@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 
 from .. import environ
-from .._argnums import index_tuple, infer_static, name_tuple, resolve
+from .._argnums import (
+    check_in_signature,
+    index_tuple,
+    infer_static,
+    name_tuple,
+    positional_count,
+    resolve,
+)
 from .._errors import StateError, StateTypeError
 from .._layout import Layout, Returned, Values, check_statics_kept, take_apart
 from .._selectors import Selector, as_selector
@@ -47,18 +54,19 @@ class _Placements:
         ]
 
 
-def _constrain_prefix(tree: Any, shardings: Any) -> Any:
-    """`tree` with each subtree constrained to the sharding at its place in
-    `shardings`, a pytree prefix of `tree` (None leaves it alone)."""
+def _constrain_prefix(
+    tree: Any, shardings: Any, place: Callable[[Any, Any], Any] | None = None
+) -> Any:
+    """`tree` with each subtree constrained (or placed, with `place`) to the
+    sharding at its place in `shardings`, a pytree prefix of `tree` (None
+    leaves it alone)."""
+    place = place or jax.lax.with_sharding_constraint
 
     def is_leaf(x: Any) -> bool:
         return x is None or isinstance(x, jax.sharding.Sharding)
 
     return jax.tree.map(
-        lambda s, sub: sub if s is None else jax.lax.with_sharding_constraint(sub, s),
-        shardings,
-        tree,
-        is_leaf=is_leaf,
+        lambda s, sub: sub if s is None else place(sub, s), shardings, tree, is_leaf=is_leaf
     )
 
 
@@ -173,10 +181,22 @@ class _Jitted:
             index_tuple(static_argnums, "static_argnums", self.where),
             name_tuple(static_argnames, "static_argnames", self.where),
         )
+        check_in_signature(fun, nums, "static_argnums", self.where)
         self.static_argnums = nums
         self.negative_reach = max((-i for i in nums if i < 0), default=0)
         self.donate_states = donate_states
         donated = index_tuple(donate_argnums, "donate_argnums", self.where)
+        check_in_signature(fun, donated, "donate_argnums", self.where)
+        if any(i < 0 for i in donated):
+            # jax.jit ignores negative donate_argnums; count them from the
+            # end of the signature instead, which needs a fixed one.
+            n = positional_count(fun)
+            if n is None:
+                raise ValueError(
+                    f"{self.where}: negative donate_argnums need a function with a fixed "
+                    "number of positional parameters (no *args); give non-negative positions."
+                )
+            donated = tuple(i % n for i in donated)
         if set(donated) & set(nums):
             raise ValueError(
                 f"{self.where}: the positions {sorted(set(donated) & set(nums))} are both "
@@ -185,9 +205,7 @@ class _Jitted:
         self.placements = _Placements(state_shardings, self.where)
         self.in_shardings = in_shardings
         self.out_shardings = out_shardings
-        # Typed Any: the runtime object has `clear_cache`, its annotation not.
-        self.jitted: Any = jax.jit(
-            self._traced,
+        self.jit_options: dict[str, Any] = dict(
             # JAX resolves negative positions from the end of the call's
             # arguments, which the internal ones (at the front) do not change.
             static_argnums=(0, 1, *(i + _N_INTERNAL if i >= 0 else i for i in nums)),
@@ -197,19 +215,28 @@ class _Jitted:
                 *(i + _N_INTERNAL if i >= 0 else i for i in donated),
             ),
         )
+        # One jax.jit per distinct values of the ps.environ settings it reads.
+        self.variants: environ.Variants[Any] = environ.Variants(self._make)
+
+    def _make(self, variant: environ.Variant[Any]) -> Any:
+        return jax.jit(functools.partial(self._traced, variant), **self.jit_options)
 
     def _traced(
         self,
-        env_key: Hashable,
-        layout: Layout,
-        env_leaves: tuple,
-        values: Values,
+        _ps_variant: environ.Variant[Any],
+        _ps_settings: environ.Settings,
+        _ps_layout: Layout,
+        _ps_tracers: tuple,
+        _ps_values: Values,
+        /,
         *args: Any,
         **kwargs: Any,
     ) -> tuple[Any, Values, Returned | None]:
-        del env_key  # only part of the cache key; the settings are read from environ
-        with environ.rebound(environ.current(), env_leaves):
-            values = self.placements.constrain(layout, values)
+        # Names no keyword argument of `fun` will take: JAX matches keyword
+        # arguments against this signature.
+        variant, settings, layout, tracers = _ps_variant, _ps_settings, _ps_layout, _ps_tracers
+        with self.variants.tracing(variant, settings, tracers):
+            values = self.placements.constrain(layout, _ps_values)
             args = self._constrain_args(args)
             out, new_states = call_stateful(self.fun, layout.build(values), *args, **kwargs)
             if self.out_shardings is not None:
@@ -222,8 +249,9 @@ class _Jitted:
             *Returned.describe(layout, values, new_layout, new_values, not self.donate_states),
         )
 
-    def _constrain_args(self, args: tuple) -> tuple:
-        """Place the (non-static) arguments on `in_shardings`."""
+    def _constrain_args(self, args: tuple, place: Callable[[Any, Any], Any] | None = None) -> tuple:
+        """Place the (non-static) arguments on `in_shardings`: with a
+        constraint inside the trace, or with `place` (`jax.device_put`)."""
         shardings = self.in_shardings
         if shardings is None:
             return args
@@ -237,7 +265,7 @@ class _Jitted:
             )
         static = {i % len(args) for i in self.static_argnums if -len(args) <= i < len(args)}
         return tuple(
-            a if i in static or s is None else _constrain_prefix(a, s)
+            a if i in static or s is None else _constrain_prefix(a, s, place)
             for i, (a, s) in enumerate(zip(args, shardings, strict=True))
         )
 
@@ -248,31 +276,35 @@ class _Jitted:
         positions = tuple(i % n for i in self.static_argnums if -n <= i < n)
         _explain_static_states(self.where, args, positions)
 
-    def _arguments(self, states: StateTree, args: tuple) -> tuple:
+    def _arguments(self, states: StateTree, args: tuple) -> tuple[Any, tuple]:
+        """The jax.jit for the current settings, and its arguments."""
         if self.static_argnums:
             self._check_static_args(args)
-        frame = environ.current()
+        if self.in_shardings is not None:
+            # Moved first, so that arguments committed elsewhere are not refused.
+            args = self._constrain_args(args, jax.device_put)
+        jitted, settings, tracers = self.variants.select()
         values, layout = take_apart(states, self.prefix)
-        return (frame.key, layout, frame.traced_leaves, values, *args)
+        return jitted, (settings, layout, tracers, values, *args)
 
     def lower(self, states: StateTree, *args: Any, **kwargs: Any) -> _Lowered:
         """`jax.jit(...).lower` for these states and arguments."""
-        call_args = self._arguments(states, args)
-        lowered = self.jitted.lower(*call_args, **kwargs)
-        return _Lowered(lowered, call_args[0], call_args[1], self.where)
+        jitted, call_args = self._arguments(states, args)
+        lowered = jitted.lower(*call_args, **kwargs)
+        return _Lowered(lowered, self.variants, jitted, call_args[0], call_args[1], self.where)
 
     def clear_cache(self) -> None:
         """Drop the compiled traces (as `jax.jit`'s ``clear_cache``)."""
-        self.jitted.clear_cache()
+        self.variants.clear()
 
     def as_function(self) -> Callable:
         """The jitted function, named and documented like `fun`. Its body is
         the per-call path: kept to a few lookups beyond `jax.jit` itself."""
-        jitted, arguments = self.jitted, self._arguments
+        arguments = self._arguments
 
         @functools.wraps(self.fun)
         def call(states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
-            call_args = arguments(states, args)
+            jitted, call_args = arguments(states, args)
             out, new_values, returned = jitted(*call_args, **kwargs)
             layout = call_args[1]
             if returned is None:
@@ -289,15 +321,20 @@ class _Lowered:
     """`jax.stages.Lowered` for a stateful function: `compile` gives a
     function of ``(states, *args)``; everything else is JAX's."""
 
-    def __init__(self, lowered: Any, env_key: Hashable, layout: Layout, where: str):
+    def __init__(
+        self,
+        lowered: Any,
+        variants: environ.Variants[Any],
+        jitted: Any,
+        settings: environ.Settings,
+        layout: Layout,
+        where: str,
+    ):
         self._lowered = lowered
-        self._env_key = env_key
-        self._layout = layout
-        self._where = where
+        self._lowering = (variants, jitted, settings, layout, where)
 
     def compile(self, *args: Any, **kwargs: Any) -> _Compiled:
-        compiled = self._lowered.compile(*args, **kwargs)
-        return _Compiled(compiled, self._env_key, self._layout, self._where)
+        return _Compiled(self._lowered.compile(*args, **kwargs), *self._lowering)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._lowered, name)
@@ -307,33 +344,44 @@ class _Compiled:
     """`jax.stages.Compiled` called as ``compiled(states, *args)``; static
     arguments are left out, as with JAX's compiled functions."""
 
-    def __init__(self, compiled: Any, env_key: Hashable, layout: Layout, where: str):
+    def __init__(
+        self,
+        compiled: Any,
+        variants: environ.Variants[Any],
+        jitted: Any,
+        settings: environ.Settings,
+        layout: Layout,
+        where: str,
+    ):
         self._compiled = compiled
-        self._env_key = env_key
+        self._variants = variants
+        self._jitted = jitted
+        self._settings = settings
         self._layout = layout
         self._where = where
 
     def __call__(self, states: StateTree, *args: Any, **kwargs: Any) -> tuple[Any, StateTree]:
-        frame = environ.current()
+        # The settings the lowered trace read must be as they were then.
+        jitted, settings, tracers = self._variants.select()
         values, layout = take_apart(states, f"{self._where}: ")
-        if layout is not self._layout:
+        if layout != self._layout:
             # The same states in another key order (e.g. from jax.eval_shape,
             # which sorts keys) are arranged as the lowered tree was.
             arranged = conform(states, self._layout.skeleton())
             if arranged is not None:
                 values, layout = take_apart(arranged)
-        if layout is not self._layout:
+        if layout != self._layout:
             raise StateError(
                 f"{self._where}: this compiled function was lowered for a state tree of "
                 "another layout (keys, kinds or pytree structure of the values); lower it "
                 "again for these states."
             )
-        if frame.key != self._env_key:
+        if jitted is not self._jitted or settings != self._settings:
             raise StateError(
                 f"{self._where}: this compiled function was lowered under other ps.environ "
                 "settings, which it has baked in; lower it again under the current ones."
             )
-        out, new_values, returned = self._compiled(frame.traced_leaves, values, *args, **kwargs)
+        out, new_values, returned = self._compiled(tracers, values, *args, **kwargs)
         if returned is None:
             return out, layout.build(new_values)
         return out, (returned.layout or layout).build(returned.fill_in(values, new_values))

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from .._layout import Values, take_apart
 from .._stateful import fun_name
 from .._tree import StateTree
-from ._carry import carried
+from ._carry import Invariant, carried
 from ._progress import Ticker, ticker
 
 __all__ = [
@@ -56,6 +56,14 @@ def _length(xs: Any, length: int | None, where: str) -> int:
 def _blocks(xs: Any, start: int, n: int, size: int) -> Any:
     """`xs[start : start + n * size]` as `n` blocks of `size` steps."""
     return jax.tree.map(lambda x: x[start : start + n * size].reshape((n, size, *x.shape[1:])), xs)
+
+
+def _default_block(length: int) -> int:
+    """About ``sqrt(length)``: a divisor of `length` near it if there is one
+    (no shorter last block), else the rounded root."""
+    root = math.sqrt(length)
+    divisors = [d for d in range(max(1, math.ceil(root / 2)), int(2 * root) + 1) if length % d == 0]
+    return min(divisors, key=lambda d: abs(d - root)) if divisors else max(1, round(root))
 
 
 def _part(xs: Any, start: int, stop: int) -> Any:
@@ -98,6 +106,7 @@ def _blocked_scan(
 
     # In iteration order: the full blocks, then the steps left over (for a
     # reverse scan the full blocks are the end of xs and the rest its start).
+    # When the blocks cover xs exactly, xs is only reshaped, not copied.
     full_start, rest = (left, (0, left)) if reverse else (0, (n_full * block, length))
     full_xs = _blocks(xs, full_start, n_full, block) if xs is not None else None
     (carry, done), ys_full = jax.lax.scan(
@@ -134,21 +143,40 @@ def _scan(
     step = carried(fun, layout, f"The body {fun_name(fun)!r} of {where}")
     with_carry = init is not ABSENT
 
+    def one_step(full: Values, plain: Any, x: Any) -> tuple[Any, Any, Values]:
+        if with_carry:
+            (plain, y), new_values = step(full, plain, x)
+        else:
+            y, new_values = step(full, x)
+        return plain, y, new_values
+
+    invariant = None
+    if checkpoint:
+        # States the body never changes stay out of the carry, which every
+        # block boundary stores.
+        example_x = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), xs)
+        invariant = Invariant(
+            lambda v, plain, x: (None, one_step(v, plain, x)[2]),
+            values,
+            init if with_carry else None,
+            example_x,
+        )
+
     def body(c: tuple[Values, Any], x: Any) -> tuple[tuple[Values, Any], Any]:
         carried_values, plain = c
-        if with_carry:
-            (plain, y), new_values = step(carried_values, plain, x)
-        else:
-            y, new_values = step(carried_values, x)
-        return (new_values, plain), y
+        full = invariant.full(carried_values) if invariant else carried_values
+        plain, y, new_values = one_step(full, plain, x)
+        return (invariant.carried(new_values) if invariant else new_values, plain), y
 
-    carry = (values, init if with_carry else None)
+    carry = (invariant.carried(values) if invariant else values, init if with_carry else None)
     total = _length(xs, length, where)
     bar = ticker(progress, total)
     if checkpoint:
-        block = block_size or max(1, round(math.sqrt(total)))
+        block = block_size or _default_block(total)
     else:
         block = bar.every if bar is not None else 0
+    if bar is not None:
+        bar.first = block
     if block and total:
         carry, ys = _blocked_scan(
             body,
@@ -165,7 +193,7 @@ def _scan(
         carry, ys = jax.lax.scan(body, carry, xs, length=length, reverse=reverse, unroll=unroll)
     new_values, plain = carry
     out = (plain, ys) if with_carry else ys
-    return out, layout.build(new_values)
+    return out, layout.build(invariant.full(new_values) if invariant else new_values)
 
 
 def scan(
@@ -240,7 +268,7 @@ def for_loop(
         [0.0, 1.0, 3.0]
     """
     return _scan(
-        lambda s, x: fun(s, *x),
+        _spread(fun),
         states,
         xs if xs else None,
         ABSENT,
@@ -250,6 +278,12 @@ def for_loop(
         unroll=unroll,
         progress=progress,
     )
+
+
+def _spread(fun: Callable) -> Callable:
+    """``fun(states, *x)`` as a scan body of one x (a tuple, or None for a
+    loop without sequences)."""
+    return lambda states, x: fun(states) if x is None else fun(states, *x)
 
 
 def _check_block_size(block_size: Any, where: str) -> None:
@@ -274,8 +308,10 @@ def checkpointed_scan(
     ``length / block_size + block_size`` instead of ``length``.
 
     Results, final states and gradients equal `scan`'s. `block_size` defaults
-    to about ``sqrt(length)``; it need not divide the length (the steps left
-    over form one shorter block). A progress bar advances once per block.
+    to about ``sqrt(length)``, a divisor of the length when one is near. It
+    need not divide the length (the steps left over form one shorter block),
+    but one that does saves a copy of `xs`. A progress bar advances once per
+    block.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -334,7 +370,7 @@ def checkpointed_for_loop(
     where = f"ps.compile.checkpointed_for_loop({fun_name(fun)})"
     _check_block_size(block_size, where)
     return _scan(
-        lambda s, x: fun(s, *x),
+        _spread(fun),
         states,
         xs if xs else None,
         ABSENT,
@@ -419,15 +455,19 @@ def bounded_while_loop(
             raise ValueError(f"{where}: {name} must be an int >= {least}; got {value!r}.")
     values, layout = take_apart(states, f"{where}: ")
     step = carried(body_fun, layout, f"The body {fun_name(body_fun)!r} of {where}")
+    # States the body never changes stay out of the carry, which every
+    # checkpointed level stores.
+    invariant = Invariant(step, values, init_val)
 
     def go_on(c: tuple[Values, Any, Any]) -> Any:
         carried_values, v, n = c
-        return jnp.logical_and(n < max_steps, cond_fun(layout.build(carried_values), v))
+        full = invariant.full(carried_values)
+        return jnp.logical_and(n < max_steps, cond_fun(layout.build(full), v))
 
     def one_step(c: tuple[Values, Any, Any]) -> tuple[Values, Any, Any]:
         carried_values, v, n = c
-        v, new_values = step(carried_values, v)
-        return new_values, v, n + 1
+        v, new_values = step(invariant.full(carried_values), v)
+        return invariant.carried(new_values), v, n + 1
 
     def run(level: int, c: tuple[Values, Any, Any]) -> tuple[Values, Any, Any]:
         """`base ** level` steps (each skipped once the loop has finished)."""
@@ -443,5 +483,5 @@ def bounded_while_loop(
     levels, capacity = 0, 1
     while capacity < max_steps:  # base ** levels >= max_steps, in integers
         levels, capacity = levels + 1, capacity * base
-    new_values, v, _ = run(levels, (values, init_val, jnp.int32(0)))
-    return v, layout.build(new_values)
+    new_values, v, _ = run(levels, (invariant.carried(values), init_val, jnp.int32(0)))
+    return v, layout.build(invariant.full(new_values))

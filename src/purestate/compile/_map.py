@@ -65,7 +65,7 @@ def map(
             for i, (old, new) in enumerate(zip(inside, new_values, strict=True))
             if i not in keyed and not same_value(old, new)
         ]
-        if written or new_layout is not layout:
+        if written or new_layout != layout:
             raise StateError(
                 f"{where}: the function writes the states "
                 f"{describe_paths(written or layout.paths)}, which are read-only inside "

@@ -58,6 +58,7 @@ class Ticker:
     def __init__(self, total: int, every: int, desc: str | None):
         self.total = total
         self.every = every
+        self.first = every  # the first count a run reports (its first block)
         self.desc = desc
         self._bar: Any = None
         self._lock = threading.Lock()
@@ -70,7 +71,7 @@ class Ticker:
         with self._lock:
             bar = self._bar
             if bar is None or bar.n >= self.total:
-                if done > min(self.every, self.total):
+                if done > min(self.first, self.total):
                     return  # a late lane or a recomputation, not a new run
                 bar = self._bar = tqdm(total=self.total, desc=self.desc, unit="step")
             if done > bar.n:
