@@ -588,7 +588,9 @@ def vmap(
     broadcast and must come back unbatched, else `ps.BatchAxisError` names it.
     Every selector must match a state and no state may get two axes (else
     `ps.StateError`). `RandomState`s not in `in_states` give each lane its own
-    key and come back advanced once, unbatched (batched, when in `out_states`).
+    key and come back advanced once, unbatched (batched, when in `out_states`):
+    the map owns them, so a key written inside (a reseed) is replaced by the
+    advanced key; reseed outside the map, or declare the state in `in_states`.
     `axis_size` (a non-negative int) sets the number of lanes when nothing
     else is mapped, e.g. to create per-lane states. `static_argnums` /
     `static_argnames` (counting ``*args``, as in `ps.compile.jit`) are passed to

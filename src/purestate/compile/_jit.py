@@ -118,6 +118,10 @@ def jit(
         static_argnames: keyword arguments that are static; a parameter named
             here is static also when passed positionally.
         donate_states: donate the input state buffers to the computation.
+            A state that an earlier call returned unchanged holds the very
+            array that went into that call, so donating it deletes that
+            input's array too (copy a tree you want to keep:
+            ``jax.tree.map(jnp.copy, states)``).
         donate_argnums: positions in ``*args`` whose buffers are donated, as
             `jax.jit`'s.
         state_shardings: ``{selector: jax.sharding.Sharding}``; the selected
