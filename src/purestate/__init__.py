@@ -5,7 +5,7 @@ it and return a new one, ``f(states, *args) -> (out, new_states)``, and every
 transform splits the tree by a selector, calls the JAX transform and merges the
 tree back.
 
-Example:
+Examples:
     >>> import jax.numpy as jnp
     >>> import purestate as ps
     >>> states = {"w": ps.ParamState(jnp.ones(3)), "V": ps.ShortTermState(jnp.zeros(3))}

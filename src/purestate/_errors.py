@@ -11,7 +11,7 @@ __all__ = ["StateError", "BatchAxisError", "StateTypeError", "StateKeyError"]
 class StateError(ValueError):
     """A problem with a state tree, a path or a selector.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> try:
         ...     ps.merge({"a": ps.State(1.0)}, {"a": ps.State(2.0)})
@@ -24,7 +24,7 @@ class StateError(ValueError):
 class BatchAxisError(ValueError):
     """A state is batched where it was not declared batched (or the reverse).
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> issubclass(ps.BatchAxisError, ValueError)
         True

@@ -133,7 +133,7 @@ def _combined_key(tag: str, parts: tuple[Selector, ...]) -> Hashable | None:
 class Not(Selector):
     """The complement of a selector.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> tree = {"w": ps.ParamState(1.0), "V": ps.ShortTermState(0.0)}
         >>> list(ps.select(tree, ps.Not(ps.ParamState)))
@@ -156,7 +156,7 @@ class Not(Selector):
 class All(Selector):
     """The intersection of selectors; ``All()`` selects everything.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> tree = {"a": {"w": ps.ParamState(1.0)}, "b": {"w": ps.ParamState(2.0)}}
         >>> ps.flatten(ps.select(tree, ps.All(ps.ParamState, "a"))).keys()
@@ -178,7 +178,7 @@ class All(Selector):
 class Any(Selector):
     """The union of selectors; ``Any()`` selects nothing.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> tree = {"w": ps.ParamState(1.0), "V": ps.ShortTermState(0.0)}
         >>> sorted(ps.select(tree, ps.Any("w", "V")))
@@ -206,7 +206,7 @@ def as_selector(selector: SelectorLike) -> Selector:
 
     Raises a `TypeError` listing the supported forms for anything else.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> from purestate._selectors import as_selector
         >>> as_selector(ps.ParamState).matches(("w",), ps.ParamState(1.0))

@@ -111,7 +111,7 @@ def split(tree: StateTree, *selectors: SelectorLike) -> tuple[StateTree, ...]:
     none form the last part. Empty subtrees are pruned. The `State` objects are
     shared, not copied: ``ps.merge(*ps.split(t, ...))`` rebuilds `t`.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> tree = {"w": ps.ParamState(1.0), "V": ps.ShortTermState(0.0)}
         >>> params, rest = ps.split(tree, ps.ParamState)
@@ -124,7 +124,7 @@ def split(tree: StateTree, *selectors: SelectorLike) -> tuple[StateTree, ...]:
 def select(tree: StateTree, selector: SelectorLike) -> StateTree:
     """The subtree of the states that `selector` matches.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> tree = {"enc": {"w": ps.ParamState(1.0)}, "dec": {"w": ps.ParamState(2.0)}}
         >>> list(ps.select(tree, "enc"))
@@ -174,7 +174,7 @@ def merge(*trees: StateTree) -> StateTree:
 
     Raises `ps.StateError` (a `ValueError`) naming any path present twice.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> t = ps.merge({"w": ps.ParamState(1.0)}, {"V": ps.ShortTermState(0.0)})
         >>> sorted(t)
@@ -230,7 +230,7 @@ def update(tree: StateTree, *subtrees: StateTree) -> StateTree:
     Every path in a subtree must exist in `tree` (else a `KeyError` naming it
     and the closest paths) and keep its kind; later subtrees win.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> tree = {"w": ps.ParamState(1.0), "V": ps.ShortTermState(0.0)}
         >>> new = ps.update(tree, {"w": ps.ParamState(5.0)})

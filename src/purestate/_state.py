@@ -89,7 +89,7 @@ class State:
     by kind respects subclassing. Python floats are turned into arrays here so
     that they can be differentiated.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> w = ps.ParamState(jnp.ones(3))
@@ -114,7 +114,7 @@ class State:
     def replace(self, value: Any) -> State:
         """A new state of the same kind holding `value`.
 
-        Example:
+        Examples:
             >>> import purestate as ps
             >>> ps.ShortTermState(0.0).replace(1.0).value
             Array(1., dtype=float32)
@@ -162,7 +162,7 @@ _register(State)
 class ParamState(State):
     """A trainable parameter (weights, biases).
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> isinstance(ps.ParamState(1.0), ps.State)
         True
@@ -174,7 +174,7 @@ class ParamState(State):
 class ShortTermState(State):
     """Fast dynamics: membrane potentials, spikes, recurrent hidden states.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> ps.ShortTermState(0.0).value.shape
         ()
@@ -186,7 +186,7 @@ class ShortTermState(State):
 class LongTermState(State):
     """Slow statistics: running means, counters, optimizer state.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> ps.LongTermState(0).value
         Array(0, dtype=int32)
@@ -198,7 +198,7 @@ class LongTermState(State):
 class RandomState(State):
     """A JAX PRNG key: a typed key (`jax.random.key`) or a raw ``uint32[2]``.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import purestate as ps
         >>> ps.RandomState(jax.random.key(0)).value.shape

@@ -33,7 +33,7 @@ def _describe_value(value: Any) -> tuple[str, str, str, int]:
 def summary(tree: StateTree) -> str:
     """A table of every state: path, kind, shape, dtype, unit and size, with totals.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> print(ps.summary({"w": ps.ParamState(jnp.ones((2, 3)))}))

@@ -100,7 +100,7 @@ def check_tree(tree: Any, where: str = "") -> None:
 def flatten(tree: StateTree) -> dict[Path, State]:
     """The states of `tree` by path, in sorted path order.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> tree = {"lif": {"V": ps.ShortTermState(0.0)}, "w": ps.ParamState(1.0)}
         >>> list(ps.flatten(tree))
@@ -121,7 +121,7 @@ def nest(flat: Mapping[Path, Any]) -> dict:
 def unflatten(flat: Mapping[Path, State] | Mapping[str, State]) -> StateTree:
     """Build a nested state tree from ``{path: state}``; inverse of `flatten`.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> tree = ps.unflatten({("lif", "V"): ps.ShortTermState(0.0)})
         >>> list(tree["lif"])
@@ -204,7 +204,7 @@ def get(tree: StateTree, path: str | Path) -> Any:
 
     Raises a `KeyError` naming the path and the closest existing paths.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> tree = {"lif": {"V": ps.ShortTermState(0.0)}}
         >>> float(ps.get(tree, "lif/V"))
@@ -218,7 +218,7 @@ def set(tree: StateTree, path: str | Path, value: Any) -> StateTree:
 
     The input tree is not modified; unchanged subtrees are shared.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> tree = {"lif": {"V": ps.ShortTermState(0.0)}}
         >>> new = ps.set(tree, "lif/V", 1.0)

@@ -250,7 +250,7 @@ def content_key(value: Any, name: str = "value") -> Hashable:
     value.
     A value that is none of these cannot be compared: `TypeError` naming `name`.
 
-    Example:
+    Examples:
         >>> import brainunit as u
         >>> from purestate.environ import content_key
         >>> content_key({"tau": 5 * u.ms}) == content_key({"tau": 5 * u.ms})
@@ -292,7 +292,7 @@ def content_key(value: Any, name: str = "value") -> Hashable:
 def context(**settings: Any) -> Iterator[None]:
     """Set values for the duration of a ``with`` block (in this thread).
 
-    Example:
+    Examples:
         >>> import brainunit as u
         >>> import purestate as ps
         >>> with ps.environ.context(dt=0.1 * u.ms):
@@ -319,7 +319,7 @@ def _record(name: str) -> None:
 def get(key: str, default: Any = _MISSING) -> Any:
     """The innermost value of `key`; a `KeyError` saying how to set it if unset.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> with ps.environ.context(dt=0.5):
         ...     ps.environ.get("dt")
@@ -342,7 +342,7 @@ def get(key: str, default: Any = _MISSING) -> Any:
 def all_settings() -> dict[str, Any]:
     """A copy of every value set in this thread.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> with ps.environ.context(a=1):
         ...     ps.environ.all_settings()
@@ -357,7 +357,7 @@ def cache_key() -> Hashable:
     """A hashable snapshot of all the current settings, equal exactly when
     they are equal by content.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> with ps.environ.context(a=1):
         ...     k1 = ps.environ.cache_key()

@@ -170,7 +170,7 @@ class Optimizer:
     matches no other state is a `ps.StateError` listing the available paths
     (raised by `init` and `update`). ``repr(opt)`` shows `wrt` as given.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import optax
         >>> import purestate as ps
@@ -234,7 +234,7 @@ class Optimizer:
     def init(self, states: StateTree) -> StateTree:
         """`states` plus ``'optimizer'``: the optax state of the selected values.
 
-        Example:
+        Examples:
             >>> import jax.numpy as jnp
             >>> import optax
             >>> import purestate as ps
@@ -256,7 +256,7 @@ class Optimizer:
     def update(self, states: StateTree, grads: StateTree) -> StateTree:
         """The states after one step of ``tx`` with `grads`.
 
-        Example:
+        Examples:
             >>> import jax.numpy as jnp
             >>> import optax
             >>> import purestate as ps

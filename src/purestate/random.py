@@ -47,7 +47,7 @@ def split(states: StateTree, path: str | Path | None = None) -> tuple[jax.Array,
     jax.random.split(old)``; the key returned is ``fresh`` and the state then
     holds ``advanced``.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import purestate as ps
         >>> states = {"rng": ps.RandomState(jax.random.key(0))}

@@ -9,7 +9,7 @@ replaces the derivative by a smooth bump ``g(x)`` through `jax.custom_jvp`, so
 Surrogates are `equinox.Module`s holding only Python-number hyperparameters:
 they are hashable and can be fields of other modules (``LIF(spk_fun=...)``).
 
-Example:
+Examples:
     >>> import jax
     >>> import jax.numpy as jnp
     >>> import purestate as ps
@@ -38,7 +38,7 @@ def heaviside(x: Any) -> jax.Array:
     """The step function with ``H(0) = 1``, in the dtype of `x` (no surrogate:
     its gradient is zero).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> ps.surrogate.heaviside(jnp.array([-1.0, 0.0, 2.0]))
@@ -80,7 +80,7 @@ class Surrogate(eqx.Module):
 
     Subclasses set hyperparameters as fields and implement `surrogate_grad`.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import purestate as ps
@@ -102,7 +102,7 @@ class Surrogate(eqx.Module):
 class ReluGrad(Surrogate):
     """Triangular surrogate: ``g(x) = alpha * max(width - |x|, 0)``.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import purestate as ps
         >>> round(float(jax.grad(ps.surrogate.ReluGrad(alpha=0.3, width=1.0))(0.25)), 6)
@@ -119,7 +119,7 @@ class ReluGrad(Surrogate):
 class Sigmoid(Surrogate):
     """Derivative of a steep logistic: ``g(x) = alpha * s(alpha x) * (1 - s(alpha x))``.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import purestate as ps
         >>> float(jax.grad(ps.surrogate.Sigmoid(alpha=4.0))(0.0))
@@ -136,7 +136,7 @@ class Sigmoid(Surrogate):
 class InvSquare(Surrogate):
     """Fast-sigmoid (SuperSpike) surrogate: ``g(x) = 1 / (alpha |x| + 1)^2``.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import purestate as ps
         >>> float(jax.grad(ps.surrogate.InvSquare(alpha=100.0))(0.01))
@@ -152,7 +152,7 @@ class InvSquare(Surrogate):
 class Arctan(Surrogate):
     """Derivative of ``arctan(pi/2 alpha x) / pi``: ``g(x) = alpha / 2 / (1 + (pi/2 alpha x)^2)``.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import purestate as ps
         >>> float(jax.grad(ps.surrogate.Arctan(alpha=2.0))(0.0))
@@ -168,7 +168,7 @@ class Arctan(Surrogate):
 class Gaussian(Surrogate):
     """Gaussian bump: ``g(x) = exp(-x^2 / (2 sigma^2)) / (sqrt(2 pi) sigma)``.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import purestate as ps
         >>> round(float(jax.grad(ps.surrogate.Gaussian(sigma=0.5))(0.0)), 4)

@@ -597,7 +597,7 @@ def vmap(
     every lane as they are and may be any Python object; a tuple `in_axes`
     then has an entry per argument (the static ones ignored) or per mapped one.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> def step(states, x):
@@ -643,7 +643,7 @@ def pmap(
     `ps.BatchAxisError` (checked once per input layout, since `jax.pmap` itself
     would silently return one device's value).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import purestate as ps
         >>> n = jax.local_device_count()

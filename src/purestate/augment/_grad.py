@@ -470,7 +470,7 @@ def grad(
             gradient the unit value_unit / input_unit. Otherwise state
             gradients are plain arrays of the mantissas' gradients.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> @ps.augment.grad(grad_states=ps.ParamState)
@@ -505,7 +505,7 @@ def vector_grad(
     """Like `grad` for a non-scalar value: the sum of the vector-Jacobian
     products of every output element (a cotangent of ones).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> f = lambda states: (states["x"].value ** 2, states)
@@ -530,7 +530,7 @@ def jacrev(
     the selected state tree (or the arguments, as `jax.jacrev` arranges them)
     inside. Options as in `grad`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> f = lambda states: (states["x"].value ** 2, states)
@@ -565,7 +565,7 @@ def jacfwd(
 ) -> Callable:
     """Jacobian by forward mode (`jax.jacfwd`); same result layout as `jacrev`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> f = lambda states: (jnp.sin(states["x"].value), states)
@@ -599,7 +599,7 @@ def hessian(
     ``((H_ss, H_sa), (H_as, H_aa))`` as ``jax.hessian(argnums=(0, 1))`` gives.
     With `unit_aware`, each block has the unit value / (unit_i * unit_j).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> f = lambda states: (jnp.sum(states["x"].value ** 3), states)

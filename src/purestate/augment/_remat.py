@@ -26,7 +26,7 @@ def remat(
     `ps.environ` settings are static arguments of the checkpointed function: a
     changed setting retraces, and a traced setting is passed in as an input.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import purestate as ps
         >>> @ps.augment.remat

@@ -126,7 +126,7 @@ def vjp(
     cotangent (the same paths and kinds), then one per chosen argument.
     Without `grad_states` only the arguments' cotangents are returned.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> def f(states, x):
@@ -163,7 +163,7 @@ def jvp(
     ``jax.jvp(h, (selected, *chosen_args), tangents)`` for ``h(selected,
     *chosen_args) = out``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> def f(states, x):

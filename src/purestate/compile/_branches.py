@@ -74,7 +74,7 @@ def cond(
     `jax.lax.cond`; both are stateful and return states of the same layout.
     Returns ``(out, states)``.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> def inc(states, x):
         ...     return x, ps.set(states, "n", states["n"].value + 1)
@@ -100,7 +100,7 @@ def switch(
     index out of range is clamped to the first or last branch. Every branch is
     stateful and returns the same layout. Returns ``(out, states)``.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> def scale(k):
         ...     return lambda states, x: (k * x, ps.set(states, "k", k * 1.0))
@@ -128,7 +128,7 @@ def ifelse(
     none is true (``len(branches) == len(conditions) + 1``): an if / elif /
     else chain. Returns ``(out, states)``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> def label(k):

@@ -137,7 +137,7 @@ def jit(
     The jitted function has ``.lower(states, *args)`` (as `jax.jit`'s) and
     ``.clear_cache()``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> @ps.compile.jit

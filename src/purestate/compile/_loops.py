@@ -216,7 +216,7 @@ def scan(
     `tqdm` bar while the compiled loop runs: True (about 100 updates), an int
     (every that many steps) or `ps.compile.Progress`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> def step(states, x):
@@ -255,7 +255,7 @@ def for_loop(
 ) -> tuple[Any, StateTree]:
     """Like `scan`, with several sequences: ``fun(states, *x_t) -> (y, states)``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> def step(states, a, b):
@@ -313,7 +313,7 @@ def checkpointed_scan(
     but one that does saves a copy of `xs`. A progress bar advances once per
     block.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import purestate as ps
         >>> def step(states, x):
@@ -355,7 +355,7 @@ def checkpointed_for_loop(
 ) -> tuple[Any, StateTree]:
     """`for_loop` with the memory behaviour of `checkpointed_scan`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> def step(states, a, b):
@@ -388,7 +388,7 @@ def while_loop(
     """Repeat ``body_fun(states, v) -> (v, states)`` while ``cond_fun(states, v)``;
     return ``(v, states)``.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> def body(states, i):
         ...     n = states["n"].value * 2
@@ -435,7 +435,7 @@ def bounded_while_loop(
     equal those of the same steps written as a Python loop, and memory grows
     like ``base * log_base(max_steps)``.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import purestate as ps
         >>> def body(states, i):

@@ -31,7 +31,7 @@ def map(
     draws from its own key, as in `ps.augment.vmap`, and they come back
     advanced once.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> def predict(states, x):

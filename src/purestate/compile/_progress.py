@@ -29,7 +29,7 @@ class Progress:
 
     ``progress=True`` is ``Progress()``; ``progress=n`` is ``Progress(every=n)``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> def step(states, x):

@@ -4,7 +4,7 @@ A `Module` holds hyperparameters only. ``module.init(key, batch_size=None)``
 makes its state tree and ``module(states, *inputs) -> (out, new_states)`` runs
 one step; a parent keeps each child's tree under the child's attribute name.
 
-Example:
+Examples:
     >>> import brainunit as u
     >>> import jax
     >>> import jax.numpy as jnp

@@ -29,7 +29,7 @@ class Dropout(Module):
     It is the identity (and leaves the key alone) when ``inference=True`` or
     when ``ps.environ.get('fit', True)`` is False.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import purestate as ps

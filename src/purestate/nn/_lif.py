@@ -48,7 +48,7 @@ class LIF(Module):
     missing or unitless `dt`, raises `ps.nn.UnitError` /
     `ps.nn.MissingSettingError` naming the quantity.
 
-    Example:
+    Examples:
         >>> import brainunit as u
         >>> import jax.numpy as jnp
         >>> import purestate as ps

@@ -23,7 +23,7 @@ class Linear(Module):
     Initialisers are ``(key, shape, dtype) -> array`` (see `ps.nn.init`);
     `dtype` defaults to JAX's default float dtype.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import purestate as ps

@@ -54,7 +54,7 @@ class Module(eqx.Module):
     field order) and puts its tree under the field's name; a child without
     states contributes no key. `call_child` runs a child on its subtree.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import purestate as ps
@@ -82,7 +82,7 @@ class Module(eqx.Module):
         A field holding a module is named by the field; a field holding a
         tuple, list or dict of modules gives ``'field/0'``, ``'field/key'``, ...
 
-        Example:
+        Examples:
             >>> import purestate as ps
             >>> tuple(name for name, _ in ps.nn.Sequential(ps.nn.Linear(2, 2)).children())
             ('0',)
@@ -107,7 +107,7 @@ class Module(eqx.Module):
         nothing accept ``None``. `batch_size` prepends a batch axis to
         per-sample dynamics (membrane potentials), not to parameters.
 
-        Example:
+        Examples:
             >>> import jax
             >>> import purestate as ps
             >>> model = ps.nn.Sequential(ps.nn.Linear(2, 3), ps.nn.Linear(3, 1))
@@ -129,7 +129,7 @@ class Module(eqx.Module):
         or ``'layers/0'``) on its subtree; return its output and `states` with
         that subtree replaced.
 
-        Example:
+        Examples:
             >>> import jax
             >>> import jax.numpy as jnp
             >>> import purestate as ps

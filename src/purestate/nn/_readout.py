@@ -30,7 +30,7 @@ class LI(Module):
     from ``ps.environ``. The output is the new `V`. For a constant input `x`
     it approaches ``x / (1 - exp(-dt / tau))``.
 
-    Example:
+    Examples:
         >>> import brainunit as u
         >>> import jax.numpy as jnp
         >>> import purestate as ps
@@ -67,7 +67,7 @@ class LeakyReadout(Module):
     Read it out at the last step (or average over steps) as the logits of a
     classifier.
 
-    Example:
+    Examples:
         >>> import brainunit as u
         >>> import jax
         >>> import jax.numpy as jnp

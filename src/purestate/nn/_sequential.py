@@ -19,7 +19,7 @@ class Sequential(Module):
     ``lambda x: x * u.mA``); layers without states contribute no key. Each
     layer gets its own key from `init`, split deterministically by position.
 
-    Example:
+    Examples:
         >>> import brainunit as u
         >>> import jax
         >>> import jax.numpy as jnp

@@ -22,7 +22,7 @@ class UnitError(u.DimensionMismatchError, TypeError):
     It is a `brainunit.DimensionMismatchError` and a `TypeError`, so either
     ``except`` clause catches it.
 
-    Example:
+    Examples:
         >>> import brainunit as u
         >>> import purestate as ps
         >>> issubclass(ps.nn.UnitError, TypeError)
@@ -39,7 +39,7 @@ class UnitError(u.DimensionMismatchError, TypeError):
 class MissingSettingError(KeyError):
     """A model needs a `ps.environ` setting (such as ``dt``) that is not set.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> issubclass(ps.nn.MissingSettingError, KeyError)
         True

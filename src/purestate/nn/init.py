@@ -5,7 +5,7 @@ axis but the last. Parameterised initialisers (`normal`, `constant`) return
 small hashable objects, so modules holding them stay hashable and equal when
 their settings are.
 
-Example:
+Examples:
     >>> import jax
     >>> import jax.numpy as jnp
     >>> import purestate as ps
@@ -55,7 +55,7 @@ def _fan_out(shape: Shape) -> int:
 def zeros(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
     """All zeros (the key is unused).
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> ps.nn.init.zeros(None, (2,), float)
         Array([0., 0.], dtype=float32)
@@ -66,7 +66,7 @@ def zeros(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
 def ones(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
     """All ones (the key is unused).
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> ps.nn.init.ones(None, (2,), float)
         Array([1., 1.], dtype=float32)
@@ -77,7 +77,7 @@ def ones(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
 class constant(eqx.Module):  # lower case: used like a function, constant(0.1)
     """An initialiser filling the array with `value`.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> ps.nn.init.constant(0.5)(None, (2,), float)
         Array([0.5, 0.5], dtype=float32)
@@ -92,7 +92,7 @@ class constant(eqx.Module):  # lower case: used like a function, constant(0.1)
 class normal(eqx.Module):  # lower case: used like a function, normal(0.01)
     """An initialiser drawing from ``N(0, std^2)``.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import purestate as ps
         >>> w = ps.nn.init.normal(0.01)(jax.random.key(0), (1000,), float)
@@ -109,7 +109,7 @@ class normal(eqx.Module):  # lower case: used like a function, normal(0.01)
 def kaiming_normal(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
     """He initialisation for ReLU-like layers: ``N(0, 2 / fan_in)``.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import purestate as ps
         >>> ps.nn.init.kaiming_normal(jax.random.key(0), (3, 4), float).shape
@@ -122,7 +122,7 @@ def kaiming_uniform(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Arr
     """He initialisation, uniform: ``U(-b, b)`` with ``b = sqrt(6 / fan_in)``
     (standard deviation ``sqrt(2 / fan_in)``).
 
-    Example:
+    Examples:
         >>> import jax
         >>> import purestate as ps
         >>> w = ps.nn.init.kaiming_uniform(jax.random.key(0), (6, 4), float)
@@ -136,7 +136,7 @@ def kaiming_uniform(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Arr
 def xavier_normal(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
     """Glorot initialisation: ``N(0, 2 / (fan_in + fan_out))``.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import purestate as ps
         >>> ps.nn.init.xavier_normal(jax.random.key(0), (3, 4), float).dtype
@@ -149,7 +149,7 @@ def xavier_normal(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array
 def lecun_normal(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
     """LeCun initialisation: ``N(0, 1 / fan_in)``.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import purestate as ps
         >>> ps.nn.init.lecun_normal(jax.random.key(0), (3, 4), float).shape

@@ -1,6 +1,6 @@
 """Hypothesis strategies and checks for property-testing code over state trees.
 
-Example:
+Examples:
     >>> import purestate as ps
     >>> from hypothesis import given
     >>> @given(ps.testing.state_trees())

@@ -120,7 +120,7 @@ def assert_trees_allclose(a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-6
     Typed PRNG keys compare by their key data. Leaves that are not numbers
     (strings) must be equal.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import purestate as ps
         >>> a = {"w": ps.ParamState(jnp.ones(2))}

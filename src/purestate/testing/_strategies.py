@@ -168,7 +168,7 @@ def state_trees(
     `ValueError` unless ``0 <= min_states <= max_states``, ``max_depth >= 1``
     and `kinds` is non-empty.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> from hypothesis import given, settings
         >>> @settings(max_examples=5)
@@ -220,7 +220,7 @@ def _globs(paths: list[Path]) -> st.SearchStrategy[str]:
 def subtrees(tree: dict) -> st.SearchStrategy[dict]:
     """Random subtrees of `tree` (any subset of its states, possibly empty).
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> from hypothesis import given, settings
         >>> tree = {"a": ps.ParamState(1.0), "b": {"c": ps.ParamState(2.0)}}
@@ -259,7 +259,7 @@ def selectors(tree: dict, kinds: Sequence[type[State]] = DEFAULT_KINDS) -> st.Se
     its paths, predicates, subtrees, tuples, ``...``, ``None`` and nested
     ``Not``/``All``/``Any``.
 
-    Example:
+    Examples:
         >>> import purestate as ps
         >>> from hypothesis import given, settings, strategies as st
         >>> @settings(max_examples=5)
