@@ -7,6 +7,7 @@ Every transform takes and returns stateful functions
 from ._batching import pmap, vmap
 from ._grad import grad, hessian, jacfwd, jacobian, jacrev, vector_grad
 from ._remat import remat
+from ._shard_map import shard_map
 from ._vjp import jvp, vjp
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "jvp",
     "pmap",
     "remat",
+    "shard_map",
     "vector_grad",
     "vjp",
     "vmap",
