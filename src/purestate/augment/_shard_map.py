@@ -186,7 +186,7 @@ def shard_map(
     `fun` (`jax.lax.psum`, ...), the result equals the unsharded function on
     the global arrays.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, numpy as np
         >>> from jax.sharding import Mesh, PartitionSpec as P
         >>> import purestate as ps
