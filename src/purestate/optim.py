@@ -65,6 +65,7 @@ from ._tree import StateTree, check_tree, iter_states, nest, node_at
 __all__ = ["Optimizer", "OPTIMIZER_KEY"]
 
 OPTIMIZER_KEY = "optimizer"
+"""The root key under which `Optimizer.init` adds the optimizer's own state."""
 _OPTIMIZER_PATH: Path = (OPTIMIZER_KEY,)
 
 

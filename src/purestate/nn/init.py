@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 Shape = Sequence[int]
-Initializer = Any  # a callable (key, shape, dtype) -> array
+Initializer = Any
+"""The type of an initializer: a callable ``(key, shape, dtype) -> array``."""
 
 
 def _fan_in(shape: Shape) -> int:
