@@ -15,7 +15,7 @@ import contextlib
 import functools
 import inspect
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -500,27 +500,27 @@ class _Mapped:
         )
         if key in self._checked:
             return
-        try:
+        with self._explaining(mapping, call_args):
             jax.eval_shape(self._build(mapping, transform=jax.vmap), *call_args)
+        self._checked.add(key)
+
+    @contextlib.contextmanager
+    def _explaining(self, mapping: _Mapping, call_args: tuple) -> Iterator[None]:
+        """Turn a `ValueError` from JAX into a `ps.BatchAxisError` naming the
+        states at fault when the mapped inputs disagree on the batch size or
+        an output declared unbatched comes back batched (each checked
+        directly, not read from JAX's message); other errors pass unchanged."""
+        try:
+            yield
         except (StateError, BatchAxisError):
             raise
         except ValueError as error:
-            explained = self._explain(error, mapping, call_args)
-            if explained is error:
+            explained = self._size_mismatch(mapping, call_args) or self._batched_error(
+                mapping, call_args
+            )
+            if explained is None:
                 raise
             raise explained from error
-        self._checked.add(key)
-
-    def _explain(self, error: ValueError, mapping: _Mapping, call_args: tuple) -> Exception:
-        """A `ps.BatchAxisError` naming the states at fault when the mapped
-        inputs disagree on the batch size or an output declared unbatched
-        comes back batched (each checked directly, not read from JAX's
-        message); any other error as it is."""
-        return (
-            self._size_mismatch(mapping, call_args)
-            or self._batched_error(mapping, call_args)
-            or error
-        )
 
     # -- the call -----------------------------------------------------------------
 
@@ -546,16 +546,8 @@ class _Mapped:
         mapping = _Mapping(layout, plan, statics, arg_axes, variant, settings)
         if self.kind == "pmap":
             self._check_pmap_outputs(mapping, call_args)
-        try:
-            mapped = self._mapped_for(mapping)
-            out, returned, marker = mapped(*call_args)
-        except (StateError, BatchAxisError):
-            raise
-        except ValueError as error:
-            explained = self._explain(error, mapping, call_args)
-            if explained is error:
-                raise
-            raise explained from error
+        with self._explaining(mapping, call_args):
+            out, returned, marker = self._mapped_for(mapping)(*call_args)
         new_values = list(values)
         for i, value in zip(plan.returned, returned, strict=True):
             new_values[i] = value

@@ -87,6 +87,20 @@ def _describe_output(out: Any) -> str:
     return f"a {type(out).__name__}"
 
 
+def split_aux(out: Any, has_aux: bool, where: str, what: str) -> tuple[Any, Any]:
+    """``(out, None)``, or with `has_aux` the pair ``(what, aux)`` that `out`
+    must be (a `TypeError` saying what to change otherwise)."""
+    if not has_aux:
+        return out, None
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(
+            f"{where}: has_aux=True needs the function to return (({what}, aux), new_states), "
+            f"but its output is {_describe_output(out)}. Return a pair ({what}, aux) as the "
+            "output, or pass has_aux=False."
+        )
+    return out
+
+
 class _Primal:
     """One input JAX differentiates: its value for JAX (units stripped), how
     the function sees it again, and how a result shaped like it goes back
@@ -275,15 +289,7 @@ def _objective(
         for i, p, a in zip(positions, arg_primals, primals, strict=True):
             call_args[i] = p.rebuild(a)
         out, new_states = call_stateful(req.fun, layout.build(call_values), *call_args, **kwargs)
-        value, aux = out, None
-        if req.has_aux:
-            if not (isinstance(out, tuple) and len(out) == 2):
-                raise TypeError(
-                    f"{req.where}: has_aux=True needs the function to return "
-                    f"((value, aux), new_states), but its output is {_describe_output(out)}. "
-                    "Return a pair (value, aux) as the output, or pass has_aux=False."
-                )
-            value, aux = out
+        value, aux = split_aux(out, req.has_aux, req.where, "value")
         mantissa = _mantissa(value)
         scalar = isinstance(mantissa, (int, float, complex)) or (
             hasattr(mantissa, "shape") and np.shape(mantissa) == ()

@@ -23,6 +23,7 @@ from .._selectors import as_selector
 from .._split import assign
 from .._stateful import call_stateful, fun_name
 from .._tree import StateTree, nest, node_at
+from ._grad import split_aux
 
 __all__ = ["jvp", "vjp"]
 
@@ -81,15 +82,7 @@ class _Linearised:
         for i, a in zip(self.positions, primals, strict=True):
             args[i] = a
         out, new_states = call_stateful(self.fun, layout.build(values), *args)
-        aux = None
-        if self.has_aux:
-            if not (isinstance(out, tuple) and len(out) == 2):
-                raise TypeError(
-                    f"{self.where}: has_aux=True needs the function to return ((out, aux), "
-                    f"new_states), but its output is not a pair. Return (out, aux) as the "
-                    "output, or pass has_aux=False."
-                )
-            out, aux = out
+        out, aux = split_aux(out, self.has_aux, self.where, "out")
         new_values, new_layout = take_apart(new_states)
         check_statics_kept(layout, new_layout, self.where)
         return out, (aux, new_values, Returned(new_layout, None))
