@@ -27,7 +27,7 @@ from ._tree import flatten, get, set, unflatten
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from . import testing
+    from . import io, testing
 
 __version__ = "0.1.0"
 
@@ -48,6 +48,7 @@ __all__ = [
     "environ",
     "flatten",
     "get",
+    "io",
     "merge",
     "nn",
     "optim",
@@ -63,15 +64,19 @@ __all__ = [
 ]
 
 
+_LAZY = ("io", "testing")
+
+
 def __getattr__(name: str) -> "ModuleType":
-    # `ps.testing` needs Hypothesis, which a model run does not: import it on
-    # first use so that `import purestate` stays free of it.
-    if name == "testing":
+    # `ps.testing` needs Hypothesis and `ps.io` needs orbax-checkpoint (seconds
+    # to import), which a model run does not: import them on first use so that
+    # `import purestate` stays free of them.
+    if name in _LAZY:
         import importlib
 
-        return importlib.import_module(f"{__name__}.testing")
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), "testing"})
+    return sorted({*globals(), *_LAZY})
