@@ -9,7 +9,7 @@ directory of step checkpoints.
 
 orbax is imported on the first save or restore, not with purestate.
 
-Example:
+Examples:
     >>> import tempfile
     >>> import jax.numpy as jnp
     >>> import purestate as ps

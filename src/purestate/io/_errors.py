@@ -14,7 +14,7 @@ class CheckpointError(ValueError):
     A `like` tree that does not fit a readable checkpoint is a
     `ps.StateError` instead, naming the paths that differ.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> import purestate as ps
         >>> with tempfile.TemporaryDirectory() as tmp:

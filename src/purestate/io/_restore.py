@@ -29,7 +29,7 @@ def latest_step(directory: str | os.PathLike[str]) -> int | None:
     is none (or no such directory). Steps whose save was interrupted are not
     counted.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> import jax.numpy as jnp
         >>> import purestate as ps
@@ -85,7 +85,7 @@ def restore(
         StateError: `like`'s paths, kinds, shapes, dtypes, units or value
             structures differ from the checkpoint's (naming the paths).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> import jax.numpy as jnp
         >>> import purestate as ps

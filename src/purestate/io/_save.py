@@ -60,7 +60,7 @@ def save(
         CheckpointError: the target holds a checkpoint and `overwrite` is
             False, or exists and is not a purestate checkpoint.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> import brainunit as u
         >>> import jax, jax.numpy as jnp
