@@ -8,10 +8,13 @@ gives the class scores. The pieces:
 * `ps.augment.vmap` runs the batch, with the membrane potentials in `in_states`;
 * `ps.augment.grad` differentiates the loss with respect to `ParamState`s;
 * `ps.optim.Optimizer(optax.adam)` updates them, and `ps.compile.jit` compiles
-  the whole training step.
+  the whole training step;
+* `ps.io.save` writes the trained network to disk, and `ps.io.restore` reads it
+  back for a last evaluation.
 
 Run: ``make demo`` (or ``python examples/demo.py --quick`` for a short run).
-Writes ``demo_output/training.png`` and ``demo_output/spikes.png``.
+Writes ``demo_output/training.png``, ``demo_output/spikes.png`` and the
+checkpoint ``demo_output/checkpoint``.
 """
 
 from __future__ import annotations
@@ -195,6 +198,16 @@ def main(argv=None) -> float:
     final = history["accuracy"][-1]
     print(f"test accuracy on the held-out 20% ({len(x_test)} images): {final:.2%}")
     print(f"total time, compilation included: {elapsed:.1f} s")
+
+    # Save the trained network, then load it back into the structure of a
+    # freshly initialised one and evaluate what was read from disk.
+    checkpoint = args.out / "checkpoint"
+    ps.io.save(checkpoint, states, overwrite=True)
+    fresh = optimizer.init(model.init(jax.random.key(args.seed + 1), batch_size=args.batch))
+    reloaded = ps.io.restore(checkpoint, like=fresh)
+    with ps.environ.context(dt=DT):
+        reloaded_acc = accuracy(predict, reloaded, x_test, y_test, args.batch, rest)
+    print(f"saved to {checkpoint}; the network reloaded from disk: {reloaded_acc:.2%}")
     plot(history, spikes[0], args.out)
     print(f"wrote {args.out / 'training.png'} and {args.out / 'spikes.png'}")
     return final
