@@ -22,12 +22,15 @@ from ._linear import Linear
 from ._module import Module
 from ._readout import LI, LeakyReadout
 from ._sequential import Sequential
+from ._synapses import ExpConductanceSynapse, ExpCurrentSynapse
 from ._units import MissingSettingError, UnitError
 
 __all__ = [
     "LI",
     "LIF",
     "Dropout",
+    "ExpConductanceSynapse",
+    "ExpCurrentSynapse",
     "LeakyReadout",
     "Linear",
     "MissingSettingError",
