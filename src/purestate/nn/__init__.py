@@ -20,6 +20,7 @@ from ._dropout import Dropout
 from ._lif import LIF
 from ._linear import Linear
 from ._module import Module
+from ._poisson import PoissonSpikes
 from ._readout import LI, LeakyReadout
 from ._sequential import Sequential
 from ._synapses import ExpConductanceSynapse, ExpCurrentSynapse
@@ -35,6 +36,7 @@ __all__ = [
     "Linear",
     "MissingSettingError",
     "Module",
+    "PoissonSpikes",
     "Sequential",
     "UnitError",
     "init",
