@@ -16,6 +16,7 @@ Examples:
 """
 
 from . import init
+from ._connect import FixedProb
 from ._dropout import Dropout
 from ._lif import LIF
 from ._linear import Linear
@@ -32,6 +33,7 @@ __all__ = [
     "Dropout",
     "ExpConductanceSynapse",
     "ExpCurrentSynapse",
+    "FixedProb",
     "LeakyReadout",
     "Linear",
     "MissingSettingError",
