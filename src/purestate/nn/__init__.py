@@ -16,6 +16,7 @@ Examples:
 """
 
 from . import init
+from ._batchnorm import BatchNorm
 from ._connect import FixedProb
 from ._dropout import Dropout
 from ._lif import LIF
@@ -30,6 +31,7 @@ from ._units import MissingSettingError, UnitError
 __all__ = [
     "LI",
     "LIF",
+    "BatchNorm",
     "Dropout",
     "ExpConductanceSynapse",
     "ExpCurrentSynapse",
