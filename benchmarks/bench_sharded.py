@@ -118,15 +118,15 @@ def run(quick: bool = False, sizes: tuple[int, ...] = SIZES) -> list[Row]:
 def print_table(rows: list[Row]) -> None:
     print(f"{TITLE} ({jax.device_count()} {jax.default_backend()} devices here)")
     print(
-        f"| {'case':48s} | {'run':22s} | {'time per run':>12s} | {'neuron-steps/s':>14s} ", end=""
+        f"| {'case':50s} | {'run':22s} | {'time per run':>12s} | {'neuron-steps/s':>14s} ", end=""
     )
     print("| vs unsharded |")
-    print(f"| {'-' * 48} | {'-' * 22} | {'-' * 12}:| {'-' * 14}:| -----------:|")
+    print(f"| {'-' * 50} | {'-' * 22} | {'-' * 12}:| {'-' * 14}:| -----------:|")
     for row in rows:
         rate = "—" if row.rate is None else f"{row.rate:.3g}"
         ratio = row.note or f"{row.ratio:.2f}x"
         print(
-            f"| {row.case:48s} | {row.impl:22s} | {format_value(row):>12s} | {rate:>14s} "
+            f"| {row.case:50s} | {row.impl:22s} | {format_value(row):>12s} | {rate:>14s} "
             f"| {ratio:>12s} |"
         )
 
