@@ -36,7 +36,8 @@ def _array(shape: tuple[int, ...], dtype: Any) -> st.SearchStrategy:
     elif dtype.kind == "b":
         elements = st.booleans()
     else:
-        elements = st.integers(-5, 5)
+        # Unsigned dtypes hold no negative numbers.
+        elements = st.integers(0 if dtype.kind == "u" else -5, 5)
     return hnp.arrays(dtype, shape, elements=elements).map(jnp.asarray)
 
 
