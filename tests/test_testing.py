@@ -320,3 +320,21 @@ def test_the_first_differing_value_is_named_by_its_path():
     b = {"layer_0": {"w": ps.ParamState(jnp.ones(3)), "b": ps.ParamState(jnp.full(3, 0.5))}}
     with pytest.raises(AssertionError, match="Values differ at 'layer_0/b'"):
         ps.testing.assert_trees_allclose(a, b)
+
+
+def test_unsigned_dtypes_get_non_negative_values():
+    """state_trees(dtypes=(uint8,)) draws values an unsigned array can hold."""
+    import jax.numpy as jnp
+    import numpy as np
+    from hypothesis import given, settings
+
+    seen = []
+
+    @settings(max_examples=10)
+    @given(ps.testing.state_trees(dtypes=(jnp.uint8,)))
+    def draw(tree):
+        for state in ps.flatten(tree).values():
+            seen.append(np.asarray(state.value))
+
+    draw()
+    assert seen and all(a.dtype == np.uint8 and (a >= 0).all() for a in seen)
