@@ -324,10 +324,6 @@ def test_the_first_differing_value_is_named_by_its_path():
 
 def test_unsigned_dtypes_get_non_negative_values():
     """state_trees(dtypes=(uint8,)) draws values an unsigned array can hold."""
-    import jax.numpy as jnp
-    import numpy as np
-    from hypothesis import given, settings
-
     seen = []
 
     @settings(max_examples=10)
