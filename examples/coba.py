@@ -64,6 +64,10 @@ V_INIT_MEAN, V_INIT_SD = -55.0 * u.mV, 2.0 * u.mV
 class COBA(ps.nn.Module):
     """The network; one call is one time step: ``net(states) -> (spikes, states)``.
 
+    `n_exc`, `n_inh` and `prob` default to the benchmark's 3,200, 800 and
+    2 %; a larger network with ``prob = 80 / (n_exc + n_inh)`` keeps 80
+    inputs per neuron, and so about the same rates.
+
     States: ``'lif'`` (``V`` and the refractory counter), ``'exc'`` and
     ``'inh'`` (the connections, ``LongTermState``), ``'syn_e'`` and
     ``'syn_i'`` (the conductances ``g``), and ``'spikes'``, the spikes of the
@@ -78,7 +82,9 @@ class COBA(ps.nn.Module):
     syn_e: ps.nn.ExpConductanceSynapse
     syn_i: ps.nn.ExpConductanceSynapse
 
-    def __init__(self, n_exc: int = N_EXC, n_inh: int = N_INH, impl: str = "event"):
+    def __init__(
+        self, n_exc: int = N_EXC, n_inh: int = N_INH, impl: str = "event", prob: float = PROB
+    ):
         n = n_exc + n_inh
         self.n_exc, self.n_inh = n_exc, n_inh
         self.lif = ps.nn.LIF(
@@ -91,8 +97,8 @@ class COBA(ps.nn.Module):
             spk_reset="hard",
             tau_ref=TAU_REF,
         )
-        self.exc = ps.nn.FixedProb(n_exc, n, PROB, W_E, impl=impl)
-        self.inh = ps.nn.FixedProb(n_inh, n, PROB, W_I, impl=impl)
+        self.exc = ps.nn.FixedProb(n_exc, n, prob, W_E, impl=impl)
+        self.inh = ps.nn.FixedProb(n_inh, n, prob, W_I, impl=impl)
         self.syn_e = ps.nn.ExpConductanceSynapse(n, tau=TAU_E, E_rev=E_E)
         self.syn_i = ps.nn.ExpConductanceSynapse(n, tau=TAU_I, E_rev=E_I)
 
