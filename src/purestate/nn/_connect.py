@@ -14,10 +14,9 @@ import numpy as np
 
 from .._state import LongTermState
 from .._tree import StateTree
-from ._dims import is_concrete
 from ._lif import default_float
 from ._module import Module, require_key
-from ._units import UnitError
+from ._units import UnitError, is_concrete
 
 __all__ = ["FixedProb", "event_matvec", "sample_targets"]
 

@@ -13,9 +13,8 @@ import numpy as np
 from .._state import ShortTermState
 from .._tree import StateTree
 from ..surrogate import ReluGrad
-from ._dims import is_concrete
 from ._module import Module
-from ._units import check_quantity, float_quantity, get_dt
+from ._units import check_quantity, float_quantity, get_dt, is_concrete
 
 __all__ = ["LIF", "as_shape", "default_float"]
 

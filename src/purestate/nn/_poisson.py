@@ -12,10 +12,9 @@ import numpy as np
 from .. import random as ps_random
 from .._state import RandomState, ShortTermState
 from .._tree import StateTree
-from ._dims import is_concrete, require_float
 from ._lif import as_shape, default_float
 from ._module import Module, require_key
-from ._units import get_dt
+from ._units import float_quantity, get_dt, is_concrete
 
 __all__ = ["PoissonSpikes"]
 
@@ -99,7 +98,7 @@ class PoissonSpikes(Module):
 
 
 def _checked_rate(rate: Any) -> u.Quantity:
-    rate = require_float(rate, "frequency", "rate", "PoissonSpikes")
+    rate = float_quantity(rate, "frequency", "rate", "PoissonSpikes")
     mantissa = rate.mantissa
     if is_concrete(mantissa) and bool(np.any(np.asarray(mantissa) < 0)):
         raise ValueError(f"PoissonSpikes: rate must be >= 0; got {rate}.")

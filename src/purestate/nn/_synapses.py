@@ -10,10 +10,9 @@ import jax.numpy as jnp
 
 from .._state import ShortTermState
 from .._tree import StateTree
-from ._dims import require, require_float
 from ._lif import as_shape, default_float
 from ._module import Module
-from ._units import get_dt
+from ._units import check_quantity, float_quantity, get_dt
 
 __all__ = ["ExpConductanceSynapse", "ExpCurrentSynapse"]
 
@@ -27,7 +26,7 @@ def _decayed(
     state: ShortTermState, x: Any, tau: u.Quantity, dimension: str, what: str, who: str
 ) -> u.Quantity:
     """``s exp(-dt / tau) + x`` in the state's unit, after checking `x`."""
-    require(
+    check_quantity(
         x,
         dimension,
         f"the input ({what}: presynaptic spikes times a weight, e.g. from ps.nn.FixedProb)",
@@ -71,7 +70,7 @@ class ExpCurrentSynapse(Module):
 
     def __init__(self, size: int | tuple[int, ...], tau: u.Quantity = 5.0 * u.ms):
         self.size = as_shape(size)
-        self.tau = require_float(tau, "time", "tau", "ExpCurrentSynapse")
+        self.tau = float_quantity(tau, "time", "tau", "ExpCurrentSynapse")
 
     def init(self, key: Any = None, batch_size: int | None = None) -> StateTree:
         return {"I": _zeros(self.size, batch_size, u.pA)}
@@ -127,8 +126,8 @@ class ExpConductanceSynapse(Module):
     ):
         who = "ExpConductanceSynapse"
         self.size = as_shape(size)
-        self.tau = require_float(tau, "time", "tau", who)
-        self.E_rev = require_float(E_rev, "voltage", "E_rev", who)
+        self.tau = float_quantity(tau, "time", "tau", who)
+        self.E_rev = float_quantity(E_rev, "voltage", "E_rev", who)
 
     def init(self, key: Any = None, batch_size: int | None = None) -> StateTree:
         return {"g": _zeros(self.size, batch_size, u.nS)}
@@ -138,6 +137,6 @@ class ExpConductanceSynapse(Module):
     ) -> tuple[u.Quantity, StateTree]:
         who = "ExpConductanceSynapse"
         g = _decayed(states["g"], x, self.tau, "conductance", "conductance increments", who)
-        require(V, "voltage", "the postsynaptic potential V", who)
+        check_quantity(V, "voltage", "the postsynaptic potential V", who)
         current = (g * (self.E_rev - V)).in_unit(u.pA)
         return current, {**states, "g": states["g"].replace(g)}

@@ -10,10 +10,18 @@ from typing import Any
 
 import brainunit as u
 import jax.numpy as jnp
+import numpy as np
 
 from .. import environ
 
-__all__ = ["UnitError", "MissingSettingError", "check_quantity", "float_quantity", "get_dt"]
+__all__ = [
+    "MissingSettingError",
+    "UnitError",
+    "check_quantity",
+    "float_quantity",
+    "get_dt",
+    "is_concrete",
+]
 
 
 class UnitError(u.DimensionMismatchError, TypeError):
@@ -50,11 +58,14 @@ class MissingSettingError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+# dimension -> (a unit of it, how to write one)
 _UNIT_OF = {
-    "current": (u.amp, "amperes, e.g. 1 * u.mA"),
-    "voltage": (u.volt, "volts, e.g. 1 * u.mV"),
+    "current": (u.amp, "amperes, e.g. 200 * u.pA"),
+    "voltage": (u.volt, "volts, e.g. -80 * u.mV"),
     "time": (u.second, "seconds, e.g. 5 * u.ms"),
     "resistance": (u.ohm, "ohms, e.g. 1 * u.ohm"),
+    "conductance": (u.siemens, "siemens, e.g. 6 * u.nS"),
+    "frequency": (u.hertz, "hertz, e.g. 20 * u.Hz"),
 }
 
 
@@ -90,6 +101,16 @@ def float_quantity(value: Any, dimension: str, name: str, who: str) -> u.Quantit
     ):
         return u.Quantity(jnp.asarray(mantissa, dtype=float), unit=value.unit)
     return value
+
+
+def is_concrete(x: Any) -> bool:
+    """Whether `x` (a number or array) has a value now, outside a trace, so
+    that a check of its value can run in Python."""
+    try:
+        np.asarray(x)
+    except Exception:  # a tracer
+        return False
+    return True
 
 
 def get_dt(who: str) -> u.Quantity:
