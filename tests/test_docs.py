@@ -59,7 +59,8 @@ def test_page_runs_and_prints_what_it_shows(page: Path):
     for n, (code, expected) in enumerate(blocks(page), start=1):
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
-            exec(compile(code, f"{page.name} block {n}", "exec"), namespace)
+            # dont_inherit: a page is its own module, not under this file's __future__ imports.
+            exec(compile(code, f"{page.name} block {n}", "exec", dont_inherit=True), namespace)
         if expected is not None:
             assert matches(expected, stdout.getvalue()), (
                 f"{page.name} block {n} printed:\n{stdout.getvalue()}\nbut the page shows:\n{expected}"
