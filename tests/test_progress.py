@@ -254,6 +254,77 @@ def test_one_bar_under_reverse_mode_through_a_checkpointed_loop(bars):
     np.testing.assert_allclose(grads["w"].value, ref, rtol=1e-5)
 
 
+def test_a_forward_run_between_a_vjp_and_its_backward_pass_keeps_both_bars_whole(bars):
+    # The backward pass of a checkpointed loop replays its blocks last to first,
+    # here after another forward run of the same compiled loop.
+    def loss(w, xs):
+        states = {**states0(), "w": ps.ParamState(w)}
+        ys, states = ps.compile.checkpointed_scan(step, states, xs, block_size=3, progress=3)
+        return jnp.sum(ys) * w[0]
+
+    xs = jnp.linspace(0.0, 1.0, 20).reshape(10, 2)
+    _, backward = jax.vjp(lambda w: loss(w, xs), jnp.ones(2))
+    jax.vjp(lambda w: loss(w, xs), 2 * jnp.ones(2))
+    (grad,) = backward(jnp.float32(1.0))
+    recorded = bars()
+    assert len(recorded) == 2, [b.updates for b in recorded]
+    for bar in recorded:
+        assert_complete(bar, 10)
+    ref = jax.grad(lambda w: jnp.sum(raw_ys(xs)[1]) * w[0])(jnp.ones(2))
+    np.testing.assert_allclose(grad, ref, rtol=1e-5)
+
+
+def test_under_vmap_each_update_is_one_host_call(bars):
+    # 4 lanes, 11 steps, every 3: updates after 3, 6, 9 and 11 steps, once each.
+    run = ps.augment.vmap(
+        lambda s, xs: ps.compile.scan(step, s, xs, progress=3), in_states=ps.ShortTermState
+    )
+    states = {"v": ps.ShortTermState(jnp.zeros((4, 2))), "w": ps.ParamState(jnp.ones(2))}
+    run(states, jnp.ones((4, 11, 2)))
+    (bar,) = bars()
+    assert bar.updates == [3, 3, 3, 2]
+
+
+@pytest.mark.parametrize("kind", ["scan", "checkpointed_scan"])
+def test_one_bar_per_run_under_pmap(bars, kind):
+    loop = getattr(ps.compile, kind)
+    n = jax.local_device_count()
+    run = ps.augment.pmap(lambda s, xs: loop(step, s, xs, progress=3), in_states=ps.ShortTermState)
+    xs = jnp.linspace(0.0, 1.0, n * 11 * 2).reshape(n, 11, 2)
+    states = {"v": ps.ShortTermState(jnp.zeros((n, 2))), "w": ps.ParamState(jnp.ones(2))}
+    ys, new = run(states, xs)
+    run(states, xs)
+    recorded = bars()
+    assert len(recorded) == 2, [b.updates for b in recorded]
+    for bar in recorded:
+        assert_complete(bar, 11)
+    v, ref = jax.pmap(raw_ys)(xs)
+    np.testing.assert_allclose(ys, ref, rtol=1e-5)
+    np.testing.assert_allclose(new["v"].value, v, rtol=1e-5)
+
+
+def test_one_bar_per_run_under_shard_map(bars):
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    n = jax.local_device_count()
+    mesh = Mesh(np.array(jax.devices()), ("d",))
+
+    def run(states, xs):  # each device simulates its own neurons (xs: time x neurons)
+        return ps.compile.scan(step, states, xs, progress=4)
+
+    sharded = ps.augment.shard_map(
+        run, mesh=mesh, in_specs=(P(None, "d"),), out_specs=P("d"), state_specs={"v": P("d")}
+    )
+    xs = jnp.linspace(0.0, 1.0, 9 * 2 * n).reshape(9, 2 * n)
+    states = {"v": ps.ShortTermState(jnp.zeros(2 * n)), "w": ps.ParamState(jnp.ones(2))}
+    _, new = sharded(states, xs)
+    (bar,) = bars()
+    assert_complete(bar, 9)
+    v, _ = jax.lax.scan(lambda v, x: (0.9 * v + x, None), jnp.zeros(2 * n), xs)
+    np.testing.assert_allclose(new["v"].value, v, rtol=1e-5)
+
+
 def test_no_bar_without_progress_or_for_an_empty_loop(bars):
     ps.compile.scan(step, states0(), jnp.ones((5, 2)))
     ps.compile.scan(step, states0(), jnp.ones((5, 2)), progress=False)

@@ -172,6 +172,28 @@ def test_pmap_replicated_output_with_out_axes_none_matches_jax_pmap():
     np.testing.assert_allclose(out, ref)
 
 
+def test_a_pmap_failure_that_is_not_about_batching_keeps_jaxs_error():
+    """JAX rejects an ordered callback on several devices (a ValueError, as
+    for batching mistakes); it must reach the user as it is, not as a
+    BatchAxisError about out_axes."""
+
+    def noisy(states, x):
+        jax.debug.callback(lambda v: None, x, ordered=True)
+        return x, states
+
+    def jax_error():
+        jax.pmap(lambda x: (jax.debug.callback(lambda v: None, x, ordered=True), x)[1])(
+            jnp.arange(float(N))
+        )
+
+    with pytest.raises(ValueError) as reference:
+        jax_error()
+    with pytest.raises(ValueError) as info:
+        ps.augment.pmap(noisy)({"wgt": ps.ParamState(jnp.float32(1.0))}, jnp.arange(float(N)))
+    assert not isinstance(info.value, ps.BatchAxisError), info.value
+    assert str(info.value) == str(reference.value)
+
+
 def _draw(states, x):
     return jax.random.normal(states["noise"].value) + 0 * x, states
 

@@ -33,6 +33,7 @@ from .._split import assign
 from .._state import RandomState
 from .._stateful import call_stateful, fun_name
 from .._tree import StateTree
+from ..compile._progress import per_device
 
 __all__ = ["pmap", "vmap"]
 
@@ -258,7 +259,9 @@ class _Mapped:
             if variant is None or settings is None
             else self.variants.tracing(variant, settings, tracers)
         )
-        with tracing:
+        # Every device runs the function's loops: their progress bars report per device.
+        devices = per_device((self.lane_axis,)) if self.kind == "pmap" else contextlib.nullcontext()
+        with tracing, devices:
             if plan.keyed:
                 # Each lane draws from its own key. Only when there are keys:
                 # in eager mode an unused axis_index would cost an op per call.
@@ -458,6 +461,8 @@ class _Mapped:
                 return True
             return False
 
+        if not fails_with(plan.out_axes, None):
+            return None  # the same mapping traces under vmap: not about batched outputs
         all_batched = tuple(0 if a is None else a for a in plan.out_axes)
         if fails_with(all_batched, 0):
             return None  # fails with every output batched: not an out_axes problem

@@ -27,6 +27,7 @@ from .._selectors import as_selector
 from .._split import assign
 from .._stateful import call_stateful, fun_name
 from .._tree import StateTree
+from ..compile._progress import per_device
 
 __all__ = ["shard_map"]
 
@@ -106,7 +107,8 @@ class _ShardMapped:
         args: tuple,
         kwargs: dict,
     ) -> tuple[Any, tuple, Returned | None]:
-        with self.variants.tracing(variant, settings, tracers):
+        # Every device runs the function's loops: their progress bars report per device.
+        with self.variants.tracing(variant, settings, tracers), per_device(self.mesh.axis_names):
             out, new_states = call_stateful(self.fun, layout.build(list(values)), *args, **kwargs)
         new_values, new_layout = take_apart(new_states)
         check_statics_kept(layout, new_layout, self.where)

@@ -176,7 +176,7 @@ def _scan(
     else:
         block = bar.every if bar is not None else 0
     if bar is not None:
-        bar.first = block
+        bar.block = min(block, total)
     if block and total:
         carry, ys = _blocked_scan(
             body,

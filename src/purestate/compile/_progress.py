@@ -1,24 +1,54 @@
-"""Progress bars for compiled loops: a `tqdm` bar that a host callback
-advances while the loop runs.
+"""Progress bars for compiled loops: a `tqdm` bar that host callbacks
+advance while the loop runs.
 
-The loop calls back to Python after each block of steps with the number of
-steps done (`jax.debug.callback` with ``ordered=True``, so the calls arrive in
-order, inside `jit` too). The bar only moves forward: under `vmap` every lane
-reports the same count and the bar advances once, and a count that a
-backward pass recomputes moves nothing.
+After each block of steps the loop calls back to Python
+(`jax.debug.callback` with ``ordered=True``, so the calls arrive in order,
+inside `jit` too). A callback that carries an operand costs about five times
+one that carries none (JAX turns each operand into an array on the host), so
+the loop does not send its count: it picks, with `jax.lax.switch` on the
+count, one of three operand-free callbacks, "first block", "another block"
+and "last block", and the host keeps the count. Under `vmap` such a callback
+runs once, not once per lane. A backward pass that recomputes a checkpointed
+loop replays its blocks last to first; the host recognises a "last block"
+that arrives with no bar open and ignores the replay up to its "first
+block".
+
+Inside a device map (`ps.augment.pmap`, `ps.augment.shard_map`) every device
+runs the loop, and JAX allows no ordered callbacks there: the first device
+alone sends its count, with an unordered callback; the bar only moves
+forward and closes when every block has reported. There a backward pass that
+recomputes a checkpointed loop shows as a second bar.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import threading
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
-__all__ = ["Progress", "Ticker", "ticker"]
+__all__ = ["Progress", "Ticker", "per_device", "ticker"]
 
 _DEFAULT_UPDATES = 100
+_FIRST, _MIDDLE, _LAST = 0, 1, 2
+_per_device = threading.local()
+
+
+@contextlib.contextmanager
+def per_device(axis_names: tuple[Hashable, ...]) -> Iterator[None]:
+    """While tracing the body of a device map over `axis_names`: loops report
+    from the first device only."""
+    before = getattr(_per_device, "axes", None)
+    _per_device.axes = tuple(axis_names)
+    try:
+        yield
+    finally:
+        _per_device.axes = before
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,36 +82,98 @@ class Progress:
 
 
 class Ticker:
-    """One loop's bar: created at the first report of a run, advanced by later
-    ones, closed at the last."""
+    """One loop's bar: opened at the first block of a run, advanced by the
+    blocks after it, closed at the last. The loop sets `block` (the steps
+    between two reports; the last block may be shorter) before it ticks."""
 
     def __init__(self, total: int, every: int, desc: str | None):
         self.total = total
         self.every = every
-        self.first = every  # the first count a run reports (its first block)
+        self.block = every
         self.desc = desc
         self._bar: Any = None
+        self._replaying = False
+        self._reports = 0
         self._lock = threading.Lock()
 
-    def report(self, done: Any) -> None:
-        """Host side: `done` steps have run."""
+    # -- host side -----------------------------------------------------------------
+
+    def _open(self) -> Any:
         from tqdm.auto import tqdm
 
+        if self._bar is not None:
+            self._bar.close()  # a run that stopped early (an exception on the host)
+        self._bar = tqdm(total=self.total, desc=self.desc, unit="step")
+        return self._bar
+
+    def _advance_to(self, done: int) -> None:
+        bar = self._bar
+        if done > bar.n:
+            bar.update(min(done, self.total) - bar.n)
+        if bar.n >= self.total:
+            bar.close()
+            self._bar = None
+
+    def first(self) -> None:
+        with self._lock:
+            if self._replaying:
+                self._replaying = False  # the replay of a backward pass is over
+                return
+            self._open()
+            self._advance_to(self.block)
+
+    def middle(self) -> None:
+        with self._lock:
+            if self._bar is not None:
+                self._advance_to(self._bar.n + self.block)
+
+    def last(self) -> None:
+        with self._lock:
+            if self._bar is None:
+                self._replaying = True  # a backward pass replays the blocks, last first
+                return
+            self._advance_to(self.total)
+
+    def report(self, done: Any) -> None:
+        """Host side, in a device map: `done` steps have run on the first
+        device. These calls are unordered (the last may come first), so the
+        bar closes when all of a run's reports are in."""
         done = int(done)
         with self._lock:
+            if self._bar is None:
+                self._open()
+                self._reports = 0
+            self._reports += 1
             bar = self._bar
-            if bar is None or bar.n >= self.total:
-                if done > min(self.first, self.total):
-                    return  # a late lane or a recomputation, not a new run
-                bar = self._bar = tqdm(total=self.total, desc=self.desc, unit="step")
             if done > bar.n:
                 bar.update(done - bar.n)
-            if bar.n >= self.total:
+            if self._reports == -(-self.total // self.block):
                 bar.close()
+                self._bar = None
+
+    # -- inside the loop -----------------------------------------------------------
 
     def tick(self, done: Any) -> None:
-        """Inside the loop: report `done` to the host."""
-        jax.debug.callback(self.report, done, ordered=True)
+        """Report that `done` (a traced count) steps have run."""
+        axes = getattr(_per_device, "axes", None)
+        if axes is not None:
+            first_device = functools.reduce(
+                jnp.logical_and, [jax.lax.axis_index(a) == 0 for a in axes], jnp.bool_(True)
+            )
+            jax.lax.cond(first_device, lambda: jax.debug.callback(self.report, done), lambda: None)
+            return
+        if self.block >= self.total:
+            jax.debug.callback(self.first, ordered=True)  # one block: first and last
+            return
+        which = jnp.where(done <= self.block, _FIRST, jnp.where(done >= self.total, _LAST, _MIDDLE))
+        jax.lax.switch(
+            which,
+            [
+                lambda: jax.debug.callback(self.first, ordered=True),
+                lambda: jax.debug.callback(self.middle, ordered=True),
+                lambda: jax.debug.callback(self.last, ordered=True),
+            ],
+        )
 
 
 def ticker(progress: Any, total: int) -> Ticker | None:
