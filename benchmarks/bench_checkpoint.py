@@ -1,7 +1,7 @@
 """``ps.compile.checkpointed_scan`` and ``progress=`` on a 10,000-step LIF
 simulation of 4,000 neurons (dt 0.1 ms).
 
-The model: ``ps.nn.LIF`` neurons (tau 5 ms, V_th 1 mV, soft reset, R 1 ohm,
+The model (the gradient case and the first progress model): ``ps.nn.LIF`` neurons (tau 5 ms, V_th 1 mV, soft reset, R 1 ohm,
 the ``ps.surrogate.ReluGrad`` spike) driven by the current
 ``I_t = 1.2 mA + x_t @ W``, where `x_t` is a fixed random input of 16
 channels per step and `W` (16 x 4,000) a ``ParamState``. The loss is the mean
@@ -11,22 +11,30 @@ Two cases:
 
 1. **Memory of the gradient.** ``ps.augment.grad(loss, "w")`` with the
    simulation under ``ps.compile.scan`` and under
-   ``ps.compile.checkpointed_scan`` (default ``block_size``, about
-   ``sqrt(10,000) = 100``, and an explicit one), compiled once; the memory is
+   ``ps.compile.checkpointed_scan`` (default ``block_size``, a divisor of the
+   length near its square root: 100 here, and an explicit one), compiled
+   once; ``W`` is read but never changed by the body, so the checkpointed
+   loop keeps it out of its carry. The memory is
    the compiled executable's ``memory_analysis()`` (XLA's buffer assignment:
    the temporaries, where reverse mode keeps its residuals, and the
    arguments and outputs), and the time is per gradient evaluation, with the
    ratio to the plain scan. Raw JAX, ``jax.lax.scan`` against a
-   ``jax.checkpoint``-ed scan over blocks of 100, is the reference. The
-   case asserts that the gradients agree and that checkpointing uses less
-   memory.
-2. **Progress-bar overhead.** The forward simulation, jitted, under
+   ``jax.checkpoint``-ed scan over blocks of 100 closing over ``W``, is the
+   reference. The case asserts that the gradients agree and that
+   checkpointing uses less memory.
+2. **Progress-bar overhead.** A forward simulation, jitted, under
    ``ps.compile.scan`` with ``progress=None``, ``progress=True`` (about 100
    updates) and ``progress=10`` (1,000 updates), the bar writing to a null
-   stream; and the same blocked loop without a bar
+   stream, on two models: the fast one above (the input ``x_t`` fixed, a run
+   takes tens of ms), with the same blocked loop without a bar
    (``checkpointed_scan(block_size=100)``, whose forward pass is the loop a
    bar of 100 updates runs) to separate the cost of the blocks from the cost
-   of the host callbacks.
+   of the host callbacks; and benchmarks/bench_lif.py's model, whose step
+   draws the current ``1.2 mA + 0.5 mA * N(0, 1)`` per neuron from a
+   ``RandomState`` inside the loop (a run takes about half a second). It
+   prints the cost per bar update (the time a bar adds over
+   ``progress=None``, divided by its number of updates) and asserts nothing
+   about it.
 
 Run: ``.venv/bin/python benchmarks/bench_checkpoint.py [--quick]``.
 """
@@ -64,7 +72,15 @@ SCAN = "ps.compile.scan"
 CKPT = "ps.compile.checkpointed_scan"
 RAW_SCAN = "raw JAX: jax.lax.scan"
 RAW_CKPT = f"raw JAX: jax.checkpoint per block of {RAW_BLOCK}"
-RAW_CKPT_CARRY = f"{RAW_CKPT}, W in the carry"
+
+
+def default_block(length: int) -> int:
+    """The block size `checkpointed_scan` picks by default (its documented
+    rule): a divisor of `length` near ``sqrt(length)``, else the rounded root."""
+    root = math.sqrt(length)
+    near = range(max(1, math.ceil(root / 2)), int(2 * root) + 1)
+    divisors = [d for d in near if length % d == 0]
+    return min(divisors, key=lambda d: abs(d - root)) if divisors else max(1, round(root))
 
 
 @dataclasses.dataclass
@@ -120,34 +136,25 @@ def loss_with(loop: Callable) -> Callable:
 # ------------------------------------------------------------------ raw JAX ---
 
 
-def raw_loss(W: jax.Array, xs: jax.Array, block: int | None, w_in_carry: bool = False) -> jax.Array:
-    """The same model on plain arrays; `block`: checkpoint per block of steps;
-    `w_in_carry`: thread `W` through the loop's carry (as a state tree does)
-    instead of closing over it."""
+def raw_loss(W: jax.Array, xs: jax.Array, block: int | None) -> jax.Array:
+    """The same model on plain arrays (`W` closed over, not carried);
+    `block`: checkpoint per block of steps."""
     span = V_TH - V_RESET
     decay = math.exp(-DT_MS / TAU_MS)
 
-    def lif_step(W, V, x):
+    def step(V, x):
         current = I_MEAN + x @ W
         V = V - span * SPIKE((V - V_TH) / span)
         V_inf = V_REST + R * current
         V = V_inf + (V - V_inf) * decay
         return V, SPIKE((V - V_TH) / span).mean()
 
-    def step(carry, x):
-        if w_in_carry:
-            W_, V = carry
-            V, rate = lif_step(W_, V, x)
-            return (W_, V), rate
-        return lif_step(W, carry, x)
-
     V0 = jnp.full(N, V_REST, jnp.float32)
-    carry = (W, V0) if w_in_carry else V0
     if block is None:
-        _, rates = jax.lax.scan(step, carry, xs)
+        _, rates = jax.lax.scan(step, V0, xs)
     else:
         run_block = jax.checkpoint(lambda c, xb: jax.lax.scan(step, c, xb))
-        _, rates = jax.lax.scan(run_block, carry, xs.reshape(-1, block, INPUTS))
+        _, rates = jax.lax.scan(run_block, V0, xs.reshape(-1, block, INPUTS))
     return rates.mean()
 
 
@@ -183,7 +190,7 @@ def gradient_case(quick: bool) -> list[Row]:
     dt = DT_MS * u.ms
     loops = {
         SCAN: lambda s, xs: ps.compile.scan(step, s, xs),
-        f"{CKPT} (default block_size: {round(math.sqrt(STEPS))})": (
+        f"{CKPT} (default block_size: {default_block(STEPS)})": (
             lambda s, xs: ps.compile.checkpointed_scan(step, s, xs)
         ),
     }
@@ -199,12 +206,9 @@ def gradient_case(quick: bool) -> list[Row]:
             stats[name] = compiled[name].memory_analysis()
     for name in loops:
         calls[name] = lambda c=compiled[name]: _in_dt(c, dt, states, xs)
-    raw = {RAW_SCAN: (None, False), RAW_CKPT: (RAW_BLOCK, False)}
-    if not quick:
-        raw[RAW_CKPT_CARRY] = (RAW_BLOCK, True)
-    for name, (block, w_in_carry) in raw.items():
-        grad = jax.jit(jax.grad(raw_loss), static_argnums=(2, 3))
-        compiled[name] = grad.lower(W, xs, block, w_in_carry).compile()
+    for name, block in {RAW_SCAN: None, RAW_CKPT: RAW_BLOCK}.items():
+        grad = jax.jit(jax.grad(raw_loss), static_argnums=(2,))
+        compiled[name] = grad.lower(W, xs, block).compile()
         stats[name] = compiled[name].memory_analysis()
         calls[name] = lambda c=compiled[name]: c(W, xs)
 
@@ -290,22 +294,51 @@ NO_BAR = "progress=None"
 BAR = "progress=True (about 100 updates)"
 BAR_10 = "progress=10 (1,000 updates)"
 BLOCKS = f"{CKPT}(block_size=100), no bar: the bar's loop without callbacks"
+UPDATES = {BAR: STEPS // max(1, STEPS // 100), BAR_10: STEPS // 10}
+
+FIXED = f"forward run of {N:,} LIF neurons x {STEPS:,} steps, fixed input x_t @ W"
+RANDOM = (
+    f"forward run of {N:,} LIF neurons x {STEPS:,} steps, "
+    "random input drawn per step from a RandomState"
+)
 
 
-def progress_case(quick: bool) -> list[Row]:
-    xs, W = inputs()
-    states, step = purestate_model(W)
+def random_input_model() -> tuple[dict, Callable]:
+    """benchmarks/bench_lif.py's model: the current drawn per step and neuron
+    inside the loop; the step ``(states, _) -> (rate_t, states)``."""
+    lif = ps.nn.LIF(
+        N,
+        R=R * u.ohm,
+        tau=TAU_MS * u.ms,
+        V_th=V_TH * u.mV,
+        V_reset=V_RESET * u.mV,
+        V_rest=V_REST * u.mV,
+    )
+    states = {"lif": lif.init(), "rng": ps.RandomState(jax.random.key(0))}
+
+    def step(states, _):
+        key, states = ps.random.split(states)
+        current = (I_MEAN + I_STD * jax.random.normal(key, (N,))) * u.mA
+        spk, lif_states = lif(states["lif"], current)
+        return spk.mean(), {**states, "lif": lif_states}
+
+    return states, step
+
+
+def _progress_rows(
+    case: str, states: dict, step: Callable, xs: jax.Array, loops: dict, rounds: int
+) -> list[Row]:
+    """Time the forward run under each loop in `loops` (name -> progress= or
+    a loop function), the bars writing to a null stream."""
     dt = DT_MS * u.ms
-    loops = {
-        NO_BAR: lambda s, xs: ps.compile.scan(step, s, xs),
-        BAR: lambda s, xs: ps.compile.scan(step, s, xs, progress=True),
-        BAR_10: lambda s, xs: ps.compile.scan(step, s, xs, progress=10),
-        BLOCKS: lambda s, xs: ps.compile.checkpointed_scan(step, s, xs, block_size=100),
-    }
     sink = _Sink()
     calls = {}
-    for name, loop in loops.items():
-        sim = ps.compile.jit(loss_with(loop))
+
+    def scan_with(progress):
+        return lambda s, xs: ps.compile.scan(step, s, xs, progress=progress)
+
+    for name, how in loops.items():
+        sim = ps.compile.jit(loss_with(how if callable(how) else scan_with(how)))
 
         def call(sim=sim):
             with ps.environ.context(dt=dt):
@@ -314,23 +347,81 @@ def progress_case(quick: bool) -> list[Row]:
         calls[name] = call
     with contextlib.redirect_stderr(sink):
         rates = {name: float(call()) for name, call in calls.items()}  # compile, warm up
-        written = sink.chars
-        if written == 0:
-            raise AssertionError("progress benchmark: the progress bars wrote nothing")
+        if sink.chars == 0:
+            raise AssertionError(f"progress benchmark ({case}): the progress bars wrote nothing")
         for name, rate in rates.items():
             if not (0 < rate < 1 and math.isclose(rate, rates[NO_BAR], rel_tol=1e-6)):
-                raise AssertionError(f"progress benchmark: {name} gives rate {rate}")
-        seconds = interleaved(calls, rounds=3 if quick else 11)
-    return [
-        Row(
-            f"forward run of {N:,} LIF neurons x {STEPS:,} steps",
-            name,
-            seconds[name],
-            baseline=seconds[NO_BAR],
-            work=N * STEPS,
-        )
-        for name in calls
+                raise AssertionError(f"progress benchmark ({case}): {name} gives rate {rate}")
+        seconds = interleaved(calls, rounds=rounds)
+    rows = [
+        Row(case, name, seconds[name], baseline=seconds[NO_BAR], work=N * STEPS) for name in calls
     ]
+    print(f"{case}: {per_update_text(rows)}", flush=True)
+    return rows
+
+
+def _blocks_without_bar(step: Callable) -> Callable:
+    """The loop a bar of 100 updates runs, without its callbacks."""
+    return lambda s, xs: ps.compile.checkpointed_scan(step, s, xs, block_size=100)
+
+
+def progress_case(quick: bool) -> list[Row]:
+    xs, W = inputs()
+    states, step = purestate_model(W)
+    fixed = _progress_rows(
+        FIXED,
+        states,
+        step,
+        xs,
+        {
+            NO_BAR: None,
+            BAR: True,
+            BAR_10: 10,
+            BLOCKS: _blocks_without_bar(step),
+        },
+        rounds=3 if quick else 21,
+    )
+    drawn_states, drawn_step = random_input_model()
+    drawn = _progress_rows(
+        RANDOM,
+        drawn_states,
+        drawn_step,
+        jnp.arange(STEPS),
+        {
+            NO_BAR: None,
+            BAR: True,
+            BAR_10: 10,
+            BLOCKS: _blocks_without_bar(drawn_step),
+        },
+        rounds=2 if quick else 15,
+    )
+    return fixed + drawn
+
+
+def per_update(rows: list[Row]) -> dict[str, float]:
+    """Seconds a bar adds per update over progress=None, by row name."""
+    by = {r.impl: r.seconds for r in rows}
+    if not by.get(NO_BAR):
+        return {}
+    return {
+        name: (by[name] - by[NO_BAR]) / updates for name, updates in UPDATES.items() if by.get(name)
+    }
+
+
+def per_update_text(rows: list[Row]) -> str:
+    """The cost per bar update over progress=None, and at 100 updates over the
+    same blocked loop without callbacks (the callbacks alone)."""
+    cost = per_update(rows)
+    text = "cost per bar update " + ", ".join(
+        f"{cost[name] * 1e3:.2f} ms at {UPDATES[name]:,} updates" for name in cost
+    )
+    by = {r.impl: r.seconds for r in rows}
+    if by.get(BAR) and by.get(BLOCKS):
+        text += (
+            f"; the callbacks alone (progress=True against {CKPT}(block_size=100) "
+            f"without a bar): {(by[BAR] - by[BLOCKS]) / UPDATES[BAR] * 1e3:.2f} ms per update"
+        )
+    return text
 
 
 # ------------------------------------------------------------------ output ---
@@ -370,25 +461,22 @@ def markdown(rows: list[Row]) -> str:
                 f"| {format_value(r)} | {ratio} |"
             )
         lines.append("")
-    if progress:
+    for case in dict.fromkeys(r.case for r in progress):
+        case_rows = [r for r in progress if r.case == case]
+        cost = per_update(case_rows)
         lines += [
-            f"{progress[0].case}, jitted, `ps.compile.scan` (the bar writing to a null stream):",
+            f"{case}, jitted, `ps.compile.scan` (the bar writing to a null stream; "
+            "cost per update: the time a bar adds over progress=None, divided by its "
+            "number of updates):",
             "",
-            "| loop | time per run | vs progress=None |",
-            "| --- | --- | --- |",
+            "| loop | time per run | vs progress=None | cost per update |",
+            "| --- | --- | --- | --- |",
         ]
-        for r in progress:
+        for r in case_rows:
             ratio = f"{r.ratio:.3f}x" if r.ratio is not None else ""
-            lines.append(f"| {r.impl} | {format_value(r)} | {ratio} |")
-        lines.append("")
-        by = {r.impl: r.seconds for r in progress}
-        if by.get(NO_BAR) and by.get(BAR) and by.get(BAR_10):
-            lines += [
-                "Cost per bar update, from the rows above: "
-                f"{(by[BAR] - by[NO_BAR]) / 100 * 1e6:.0f} µs at 100 updates, "
-                f"{(by[BAR_10] - by[NO_BAR]) / 1_000 * 1e6:.0f} µs at 1,000 updates.",
-                "",
-            ]
+            per = f"{cost[r.impl] * 1e3:.2f} ms" if r.impl in cost else ""
+            lines.append(f"| {r.impl} | {format_value(r)} | {ratio} | {per} |")
+        lines += ["", f"From the rows above: {per_update_text(case_rows)}.", ""]
     return "\n".join(lines)
 
 

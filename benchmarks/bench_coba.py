@@ -41,7 +41,9 @@ versions measured: brian2 2.10.1 with cython; brainpy 2.9.0 with numba
 missing is reported as such.
 
 Run: ``.venv/bin/python benchmarks/bench_coba.py [--setup] [--scale 10]
-[--markdown benchmarks/coba_results.md]``. Not part of ``make test``.
+[--markdown benchmarks/coba_results.md]``. ``make bench`` (benchmarks/run_all.py)
+runs it through `run` and puts its tables into docs/performance.md; it is not
+part of ``make test``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
 EXAMPLE = ROOT / "examples" / "coba.py"
+DEFAULT_ENVS = Path("/tmp/purestate_bench_envs")
 
 # The network (see examples/coba.py), in the plain numbers the peers take.
 N_EXC, N_INH, PROB = 3200, 800, 0.02
@@ -596,7 +599,7 @@ def run_row(name: str, python: str, args) -> dict:
     return {"error": f"exit status {proc.returncode}: " + " / ".join(tail)[-300:]}
 
 
-def markdown(rows: list[tuple[str, dict]], args) -> str:
+def table(rows: list[tuple[str, dict]], args) -> str:
     n_exc, n_inh, prob = sizes(args.scale)
     lines = [
         f"COBA, {n_exc + n_inh:,} neurons ({n_exc:,} E, {n_inh:,} I), connection probability "
@@ -623,26 +626,24 @@ def markdown(rows: list[tuple[str, dict]], args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", choices=list(ROWS), help="rows to run (default all)")
     parser.add_argument("--scale", type=float, default=1.0, help="10: 40,000 neurons")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per row")
-    parser.add_argument("--envs", type=Path, default=Path("/tmp/purestate_bench_envs"))
+    parser.add_argument("--envs", type=Path, default=DEFAULT_ENVS)
     parser.add_argument("--brian2-python", help="default: ENVS/brian2/bin/python")
     parser.add_argument("--brainpy-python", help="default: ENVS/brainpy/bin/python")
     parser.add_argument("--setup", action="store_true", help="create the peers' environments")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    if args.worker:
-        WORKERS[ROWS[args.worker][1]](args.worker, args.scale, args.repeats, args.seed)
-        return
-    if args.setup:
-        setup_envs(args.envs)
+
+def collect(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    """Run the rows `args` asks for, each in its own process, printing each."""
     pythons = {
         "main": sys.executable,
         "brian2": args.brian2_python or str(args.envs / "brian2" / "bin" / "python"),
@@ -667,11 +668,64 @@ def main(argv: list[str] | None = None) -> None:
                 f"I {r['rate_i']:.1f} Hz [{r['versions']}]",
                 flush=True,
             )
-    table = markdown(rows, args)
+    return rows
+
+
+# ------------------------------------------------- make bench (run_all.py)
+
+TITLE = "COBA network, 1 s of biological time"
+
+
+def run(quick: bool = False) -> list[dict]:
+    """The section of `make bench`: 4,000 neurons (every row) and, unless
+    `quick`, 40,000 (`--scale 10`); `quick` runs the event-driven purestate
+    and hand-written JAX rows only. The peers' environments are built when
+    missing (a failure leaves their rows "not run", with the reason)."""
+    if not quick and not all((DEFAULT_ENVS / peer / "bin" / "python").exists() for peer in PEERS):
+        try:
+            setup_envs(DEFAULT_ENVS)
+        except (SystemExit, OSError, subprocess.CalledProcessError) as error:
+            print(f"COBA: could not build the peers' environments: {error}", flush=True)
+    runs = (
+        [["--only", "purestate-event", "jax-event", "--repeats", "2"]]
+        if quick
+        else [
+            ["--repeats", "5"],
+            ["--scale", "10", "--repeats", "3"],
+        ]
+    )
+    rows = []
+    for argv in runs:
+        args = parse(argv)
+        rows += [
+            {"scale": args.scale, "repeats": args.repeats, "name": name, **r}
+            for name, r in collect(args)
+        ]
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    """One table per network size, as `--markdown` writes it."""
+    parts = []
+    for scale in dict.fromkeys(r["scale"] for r in rows):
+        mine = [r for r in rows if r["scale"] == scale]
+        args = argparse.Namespace(scale=scale, repeats=mine[0]["repeats"])
+        parts.append(table([(r["name"], r) for r in mine], args))
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    if args.worker:
+        WORKERS[ROWS[args.worker][1]](args.worker, args.scale, args.repeats, args.seed)
+        return
+    if args.setup:
+        setup_envs(args.envs)
+    text = table(collect(args), args)
     print()
-    print(table)
+    print(text)
     if args.markdown:
-        args.markdown.write_text(table, encoding="utf-8")
+        args.markdown.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

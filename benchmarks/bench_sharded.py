@@ -29,6 +29,9 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=4".strip()
 
 import argparse
+import dataclasses
+import json
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -97,6 +100,10 @@ def _same_spikes(outputs: dict) -> None:
 
 
 def run(quick: bool = False, sizes: tuple[int, ...] = SIZES) -> list[Row]:
+    if jax.device_count() < max(DEVICE_COUNTS) and jax.default_backend() == "cpu":
+        # JAX was imported (by run_all.py) before this module could force
+        # host devices: measure in a fresh process that has them.
+        return _run_in_subprocess(quick, sizes)
     rows = []
     for neurons in sizes:
         case = compare(
@@ -115,25 +122,38 @@ def run(quick: bool = False, sizes: tuple[int, ...] = SIZES) -> list[Row]:
     return rows
 
 
-def print_table(rows: list[Row]) -> None:
-    print(f"{TITLE} ({jax.device_count()} {jax.default_backend()} devices here)")
-    print(
-        f"| {'case':50s} | {'run':22s} | {'time per run':>12s} | {'neuron-steps/s':>14s} ", end=""
+def _run_in_subprocess(quick: bool, sizes: tuple[int, ...]) -> list[Row]:
+    argv = [sys.executable, __file__, "--json", "--neurons", *map(str, sizes)]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    done = subprocess.run(
+        argv + (["--quick"] if quick else []), env=env, capture_output=True, text=True
     )
-    print("| vs unsharded |")
-    print(f"| {'-' * 50} | {'-' * 22} | {'-' * 12}:| {'-' * 14}:| -----------:|")
+    if done.returncode != 0:
+        raise RuntimeError(f"{TITLE}: the benchmark process failed:\n{done.stderr[-2000:]}")
+    return [Row(**fields) for fields in json.loads(done.stdout.splitlines()[-1])]
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = [
+        f"Up to {max(DEVICE_COUNTS)} {jax.default_backend()} devices (on a CPU: forced host "
+        "devices sharing its cores); the time of one run and "
+        "its ratio to the unsharded run of the same size:",
+        "",
+        "| case | run | time per run | neuron-steps/s | vs unsharded |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
     for row in rows:
         rate = "—" if row.rate is None else f"{row.rate:.3g}"
         ratio = row.note or f"{row.ratio:.2f}x"
-        print(
-            f"| {row.case:50s} | {row.impl:22s} | {format_value(row):>12s} | {rate:>14s} "
-            f"| {ratio:>12s} |"
-        )
+        lines.append(f"| {row.case} | {row.impl} | {format_value(row)} | {rate} | {ratio} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=TITLE)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--neurons", type=int, nargs="+", default=SIZES)
     args = parser.parse_args()
-    print_table(run(quick=args.quick, sizes=tuple(args.neurons)))
+    rows = run(quick=args.quick, sizes=tuple(args.neurons))
+    print(json.dumps([dataclasses.asdict(r) for r in rows]) if args.json else markdown(rows))
