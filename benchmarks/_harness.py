@@ -10,7 +10,8 @@ dispatch cannot hide work, and implementations that block inside (Equinox's
 `filter_jit`) are not penalised against those that do not.
 
 An implementation that cannot run the case is given as a string saying why;
-it shows up in the table with that reason instead of a number.
+it shows up in the table with that reason instead of a number. A case with
+nothing to set against raw JAX is not timed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 
 import jax
+import numpy as np
 
 BASELINE = "raw JAX"
 PIPELINED = os.environ.get("BENCH_PIPELINED") == "1"
@@ -83,14 +85,18 @@ def compare(
 
     `impls` maps a name to a zero-argument callable or to a string giving the
     reason it cannot run. `check`, if given, receives every runnable
-    implementation's warm-up result so the case can assert they agree: a fast
-    wrong answer is not a result.
+    implementation's first result so the case can assert they agree: a fast
+    wrong answer is not a result. (The first, because an implementation that
+    updates its states in place starts the next call from different values.)
     """
     runnable = {name: fn for name, fn in impls.items() if callable(fn)}
+    if not set(runnable) - {BASELINE}:
+        return rows_from(case, impls, {})
     outputs = {}
     for name, fn in runnable.items():
-        for _ in range(warmup):
-            outputs[name] = jax.block_until_ready(fn())
+        outputs[name] = jax.block_until_ready(fn())
+        for _ in range(warmup - 1):
+            jax.block_until_ready(fn())
     if check is not None:
         check(outputs)
     numbers = {name: _calibrate(fn, round_s) for name, fn in runnable.items()}
@@ -122,6 +128,8 @@ def compare_once(
     calls it once, so every round pays the full first-call cost.
     """
     runnable = {name: fn for name, fn in impls.items() if callable(fn)}
+    if not set(runnable) - {BASELINE}:
+        return rows_from(case, impls, {})
     samples: dict[str, list[float]] = {name: [] for name in runnable}
     names = list(runnable)
     for r in range(rounds):
@@ -141,9 +149,9 @@ def rows_from(
     base = medians.get(BASELINE)
     rows = []
     for name, fn in impls.items():
-        if callable(fn) or name in medians:
+        if name in medians:
             rows.append(Row(case, name, medians[name], baseline=base))
-        else:
+        elif not callable(fn):
             rows.append(Row(case, name, None, note=str(fn), baseline=base))
     return rows
 
@@ -170,6 +178,35 @@ def format_row(row: Row) -> str:
     if row.rate is not None:
         note = f"  {row.rate:.3g} per s" + note
     return f"{row.case:52s} {row.impl:18s} {format_value(row):>12s} {ratio:>8s}{note}"
+
+
+def only(impls: dict, names) -> dict:
+    """The implementations among `names`, in the order of `impls`."""
+    return {name: impl for name, impl in impls.items() if name in names}
+
+
+def built(builder: Callable, *args) -> object:
+    """``builder(*args)``, or the reason it failed (a peer whose API does not fit)."""
+    try:
+        return builder(*args)
+    except Exception as err:
+        return f"failed to build: {type(err).__name__}: {str(err)[:80]}"
+
+
+def same_as_raw(pick: Callable[[object], object] = lambda out: out, rtol: float = 1e-4):
+    """A `check` for `compare`: brainstate's first result equals raw JAX's,
+    of which `pick` takes the part brainstate returns (within `rtol`)."""
+
+    def check(outputs: dict[str, object]) -> None:
+        if BASELINE not in outputs or "brainstate" not in outputs:
+            return
+        want = jax.tree.leaves(pick(outputs[BASELINE]))
+        got = jax.tree.leaves(outputs["brainstate"])
+        assert len(got) == len(want), f"brainstate returned {len(got)} arrays, not {len(want)}"
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=rtol, atol=rtol)
+
+    return check
 
 
 def unavailable(module: str) -> str | None:

@@ -9,6 +9,9 @@ over the same arrays (or a string saying why the framework cannot run it).
   arithmetic takes a few microseconds).
 - ``many``: 500 parameter states of shape (4,), grouped 10 to a layer, read
   by one linear model (per-call cost grows with the number of leaves).
+
+This module imports without purestate (the brainstate builder runs in a
+Python 3.12 process that has no purestate; see ``_peer_worker.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _harness import unavailable
-
-import purestate as ps
 
 LR = 1e-2
 WIDTH, BATCH, LAYERS = 32, 16, 3
@@ -104,11 +105,13 @@ def raw_jax(problem: str) -> tuple[Impl, Impl]:
 
 
 def _values(states: dict) -> dict:
-    return jax.tree.map(lambda s: s.value, states, is_leaf=lambda s: isinstance(s, ps.State))
+    return jax.tree.map(lambda s: s.value, states, is_leaf=lambda s: not isinstance(s, dict))
 
 
 def purestate_missing(*names: str) -> str | None:
     """None if every ``ps.<sub>.<name>`` exists, else the reason."""
+    import purestate as ps
+
     for name in names:
         sub, attr = name.split(".")
         if not hasattr(getattr(ps, sub), attr):
@@ -120,6 +123,8 @@ def purestate(problem: str) -> tuple[Impl, Impl]:
     why = purestate_missing("augment.grad", "compile.jit")
     if why:
         return why, why
+    import purestate as ps
+
     make, loss = PROBLEMS[problem]
     params, x, y = make()
     states = jax.tree.map(ps.ParamState, params)
@@ -142,6 +147,8 @@ def jax_on_state_tree(problem: str) -> tuple[Impl, Impl]:
     """Plain ``jax.jit``/``jax.grad`` handed the purestate tree itself: what the
     `State` pytree nodes cost by themselves (the reference for
     ``ps.compile.jit``'s per-call cost), without any purestate transform."""
+    import purestate as ps
+
     make, loss = PROBLEMS[problem]
     params, x, y = make()
     states = jax.tree.map(ps.ParamState, params)
@@ -162,6 +169,7 @@ def jax_on_state_tree(problem: str) -> tuple[Impl, Impl]:
 
 
 def brainstate(problem: str) -> tuple[Impl, Impl]:
+    """Run by ``_peer_worker.py`` in brainstate 0.6.0's Python 3.12 process."""
     why = unavailable("brainstate")
     if why:
         return why, why
@@ -169,25 +177,27 @@ def brainstate(problem: str) -> tuple[Impl, Impl]:
 
     make, loss = PROBLEMS[problem]
     params, x, y = make()
-    flat, treedef = jax.tree.flatten(params)
-    # brainstate keeps each parameter in a mutable ParamState that functions read
-    # and write in place; grad_states names the states to differentiate.
-    states = {str(i): bst.ParamState(v) for i, v in enumerate(flat)}
 
-    def loss_fn(x, y):
-        values = [states[str(i)].value for i in range(len(flat))]
-        return loss(jax.tree.unflatten(treedef, values), x, y)
+    def model():
+        # brainstate keeps each parameter in a mutable ParamState that functions
+        # read and write in place; grad_states names the states to differentiate.
+        states = jax.tree.map(bst.ParamState, params)
+        return states, lambda x, y: loss(_values(states), x, y)
 
+    # the step and the eager gradient each get their own states: the step
+    # changes its states on every call
+    states, loss_fn = model()
     grad = bst.transform.grad(loss_fn, grad_states=states, return_value=True)
 
     @bst.transform.jit
     def step(x, y):
         grads, value = grad(x, y)
-        for k, st in states.items():
-            st.value = st.value - LR * grads[k]
+        for st, g in zip(jax.tree.leaves(states), jax.tree.leaves(grads), strict=True):
+            st.value = st.value - LR * g
         return value
 
-    eager = bst.transform.grad(loss_fn, grad_states=states)
+    eager_states, eager_loss = model()
+    eager = bst.transform.grad(eager_loss, grad_states=eager_states)
     return (lambda: step(x, y)), (lambda: eager(x, y))
 
 

@@ -2,9 +2,10 @@
 a random input current, 10,000 steps of 0.1 ms inside a compiled scan.
 
 The same model three times: ``ps.nn.LIF`` under ``ps.compile.scan``; a
-brainstate module (brainstate 0.5.4 moved its ``nn.LIF`` to brainpy, so the
+brainstate 0.6.0 module (brainstate moved its ``nn.LIF`` to brainpy, so the
 same equations are written on brainstate's ``ShortTermState`` and
-``transform.for_loop``); and hand-written JAX on plain arrays (raw JAX).
+``transform.for_loop``), run in its own Python 3.12 process against raw JAX
+there (see ``_peer_worker.py``); and hand-written JAX on plain arrays (raw JAX).
 Each step draws the current ``I = 1.2 mA + 0.5 mA * N(0, 1)`` per neuron,
 applies the soft reset and the exponential-Euler step of
 ``tau dV/dt = -(V - V_rest) + R I`` (R = 1 ohm, tau = 5 ms, V_th = 1 mV).
@@ -21,10 +22,9 @@ import sys
 import brainunit as u
 import jax
 import jax.numpy as jnp
-from _harness import Row, compare, print_rows, unavailable
+from _harness import Row, built, compare, only, print_rows, unavailable
 from _models import purestate_missing
-
-import purestate as ps
+from _peer_worker import with_brainstate
 
 TITLE = "LIF network simulation"
 N, STEPS, DT_MS = 4_000, 10_000, 0.1
@@ -59,6 +59,8 @@ def purestate():
     why = purestate_missing("compile.jit", "compile.scan")
     if why:
         return why
+    import purestate as ps
+
     lif = ps.nn.LIF(
         N,
         R=R * u.ohm,
@@ -88,6 +90,7 @@ def purestate():
 
 
 def brainstate():
+    """Run by ``_peer_worker.py`` in brainstate 0.6.0's Python 3.12 process."""
     why = unavailable("brainstate")
     if why:
         return why
@@ -127,13 +130,6 @@ def brainstate():
     return run
 
 
-def _build(builder):
-    try:
-        return builder()
-    except Exception as err:  # a peer whose API does not fit the case
-        return f"failed to build: {type(err).__name__}: {str(err)[:80]}"
-
-
 def _same_firing(outputs: dict) -> None:
     """The spike totals differ only by the noise draws: within 5 %."""
     base = float(outputs["raw JAX"])
@@ -142,14 +138,17 @@ def _same_firing(outputs: dict) -> None:
             raise AssertionError(f"LIF: {name} fired {float(total)} spikes against {base}")
 
 
-def run(quick: bool = False) -> list[Row]:
-    impls = {
-        "raw JAX": raw_jax(),
-        "purestate": _build(purestate),
-        "brainstate": _build(brainstate),
-        "Flax NNX": "no LIF model in Flax",
-        "Equinox": "no LIF model in Equinox",
-    }
+BUILDERS = {
+    "raw JAX": raw_jax,
+    "purestate": purestate,
+    "brainstate": brainstate,
+    "Flax NNX": lambda: "no LIF model in Flax",
+    "Equinox": lambda: "no LIF model in Equinox",
+}
+
+
+def measure(quick: bool, names) -> list[Row]:
+    impls = {name: built(build) for name, build in only(BUILDERS, names).items()}
     rows = compare(
         f"LIF {N:,} neurons x {STEPS:,} steps (whole run)",
         impls,
@@ -161,6 +160,10 @@ def run(quick: bool = False) -> list[Row]:
     for row in rows:
         row.work = N * STEPS
     return rows
+
+
+def run(quick: bool = False) -> list[Row]:
+    return with_brainstate(measure, quick)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from _harness import Row, compare, print_rows
+from _harness import Row, built, compare, only, print_rows, same_as_raw
 from _models import BUILDERS
+from _peer_worker import with_brainstate
 
 TITLE = "Training step (grad + SGD update)"
 PROBLEM_NAMES = {
@@ -19,16 +20,29 @@ PROBLEM_NAMES = {
 }
 
 
-def run(quick: bool = False) -> list[Row]:
+def measure(quick: bool, names) -> list[Row]:
     rounds = 7 if quick else 15
     rows = []
     for problem, label in PROBLEM_NAMES.items():
-        built = {name: build(problem) for name, build in BUILDERS.items()}
-        jitted = {name: impls[0] for name, impls in built.items()}
-        eager = {name: impls[1] for name, impls in built.items()}
-        rows += compare(f"jitted step, {label}", jitted, rounds=rounds)
-        rows += compare(f"eager grad, {label}", eager, rounds=max(3, rounds // 2), warmup=1)
+        impls = {name: built(build, problem) for name, build in only(BUILDERS, names).items()}
+        impls = {name: (b, b) if isinstance(b, str) else b for name, b in impls.items()}
+        jitted = {name: b[0] for name, b in impls.items()}
+        eager = {name: b[1] for name, b in impls.items()}
+        # raw JAX's step returns (loss, new parameters); brainstate's the loss
+        check = same_as_raw(lambda out: out[0])
+        rows += compare(f"jitted step, {label}", jitted, rounds=rounds, check=check)
+        rows += compare(
+            f"eager grad, {label}",
+            eager,
+            rounds=max(3, rounds // 2),
+            warmup=1,
+            check=same_as_raw(),
+        )
     return rows
+
+
+def run(quick: bool = False) -> list[Row]:
+    return with_brainstate(measure, quick)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,9 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _harness import Row, compare, print_rows, unavailable
+from _harness import Row, built, compare, only, print_rows, same_as_raw, unavailable
 from _models import STATE_TREE, purestate_missing
-
-import purestate as ps
+from _peer_worker import with_brainstate
 
 TITLE = "vmap of a stateful step with batched states"
 LANES, WIDTH = 16, 32
@@ -52,6 +51,8 @@ def purestate():
     why = purestate_missing("augment.vmap", "compile.jit")
     if why:
         return why, why
+    import purestate as ps
+
     w, V, x = arrays()
     states = {"w": ps.ParamState(w), "V": ps.ShortTermState(V)}
     mapped = ps.augment.vmap(_state_step, in_states=ps.ShortTermState)
@@ -62,6 +63,8 @@ def purestate():
 def jax_on_state_tree():
     """``jax.jit(jax.vmap(...))`` handed the purestate tree, with the axes
     written by hand: what the `State` nodes cost without any purestate code."""
+    import purestate as ps
+
     w, V, x = arrays()
     states = {"w": ps.ParamState(w), "V": ps.ShortTermState(V)}
     axes = {"V": 0, "w": None}
@@ -71,21 +74,27 @@ def jax_on_state_tree():
 
 
 def brainstate():
+    """Run by ``_peer_worker.py`` in brainstate 0.6.0's Python 3.12 process."""
     why = unavailable("brainstate")
     if why:
         return why, why
     import brainstate as bst
 
     w, V, x = arrays()
-    w_state, V_state = bst.ParamState(w), bst.ShortTermState(V)
 
-    def step(x):
-        out, V = lane(V_state.value, w_state.value, x)
-        V_state.value = V
-        return out
+    def mapped_step():
+        # own states for the jitted and the eager variant: each call changes V
+        w_state, V_state = bst.ParamState(w), bst.ShortTermState(V)
 
-    mapped = bst.transform.vmap(step, in_states={0: {"V": V_state}}, out_states={0: {"V": V_state}})
-    jitted = bst.transform.jit(mapped)
+        def step(x):
+            out, new_V = lane(V_state.value, w_state.value, x)
+            V_state.value = new_V
+            return out
+
+        axes = {0: {"V": V_state}}
+        return bst.transform.vmap(step, in_states=axes, out_states=axes)
+
+    jitted, mapped = bst.transform.jit(mapped_step()), mapped_step()
     return (lambda: jitted(x)), (lambda: mapped(x))
 
 
@@ -150,27 +159,27 @@ BUILDERS = {
 }
 
 
-def _build(builder):
-    try:
-        return builder()
-    except Exception as err:  # a peer whose API does not fit the case
-        why = f"failed to build: {type(err).__name__}: {str(err)[:80]}"
-        return why, why
-
-
-def run(quick: bool = False) -> list[Row]:
-    built = {name: _build(b) for name, b in BUILDERS.items()}
+def measure(quick: bool, names) -> list[Row]:
+    impls = {name: built(b) for name, b in only(BUILDERS, names).items()}
+    impls = {name: (b, b) if isinstance(b, str) else b for name, b in impls.items()}
+    check = same_as_raw(lambda out: out[0])  # brainstate returns the outputs, not V
     rows = compare(
         f"jitted vmap, {LANES} lanes x {WIDTH}",
-        {n: b[0] for n, b in built.items()},
+        {n: b[0] for n, b in impls.items()},
         rounds=7 if quick else 15,
+        check=check,
     )
     rows += compare(
         f"eager vmap, {LANES} lanes x {WIDTH}",
-        {n: b[1] for n, b in built.items()},
+        {n: b[1] for n, b in impls.items()},
         rounds=5 if quick else 11,
+        check=check,
     )
     return rows
+
+
+def run(quick: bool = False) -> list[Row]:
+    return with_brainstate(measure, quick)
 
 
 if __name__ == "__main__":
