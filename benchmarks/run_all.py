@@ -23,8 +23,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_checkpoint
+import bench_coba
 import bench_compile
+import bench_io
 import bench_lif
+import bench_sharded
 import bench_train_step
 import bench_vmap
 import jax
@@ -35,19 +38,30 @@ ROOT = HERE.parent
 PAGE = ROOT / "docs" / "performance.md"
 IMG = ROOT / "docs" / "img"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-CASES = [bench_train_step, bench_vmap, bench_compile, bench_lif, bench_checkpoint]
-IMPLS = ["raw JAX", "purestate", STATE_TREE, "brainstate", "Flax NNX", "Equinox"]
+CASES = [
+    bench_train_step,
+    bench_vmap,
+    bench_compile,
+    bench_lif,
+    bench_checkpoint,
+    bench_io,
+    bench_sharded,
+    bench_coba,
+]
+IMPLS = ["raw JAX", "purestate", STATE_TREE, "brainstate 0.6.0", "Flax NNX", "Equinox"]
 
 
 def versions() -> str:
+    from _peer_worker import describe
+
     found = []
-    for name in ("jax", "purestate", "brainstate", "flax", "equinox"):
+    for name in ("jax", "purestate", "flax", "equinox"):
         try:
             module = __import__(name)
             found.append(f"{name} {getattr(module, '__version__', '?')}")
         except Exception:
             found.append(f"{name} (not installed)")
-    return ", ".join(found)
+    return ", ".join([*found, describe()])
 
 
 def machine() -> str:
@@ -135,10 +149,13 @@ READING = [
     "- Every result is waited for with `jax.block_until_ready`, which flattens it: for "
     "the State-tree columns that is one more Python callback per returned state, a "
     "cost a training loop that does not wait on its states every step does not pay.",
-    "- **brainstate** (0.5.4) runs the same computation on its mutable `State` "
-    "objects through `brainstate.transform` (`grad`, `jit`, `vmap`, `for_loop`). Its "
-    "eager `grad` evaluates a cached trace of the function, so its eager figures "
-    "are not op-by-op dispatch like the others'.",
+    "- **brainstate 0.6.0** runs the same computation on its mutable `State` "
+    "objects through `brainstate.transform` (`grad`, `jit`, `vmap`, `for_loop`). It "
+    "needs Python 3.12, so it runs in its own process (the environment "
+    "`benchmarks/bench_coba.py --setup` builds), timed round by round against the same "
+    "raw JAX code in that process: its ratio is to raw JAX on {peer_jax} there, not "
+    "to the raw JAX column. Its eager `grad` evaluates a cached trace of the function, "
+    "so its eager figures are not op-by-op dispatch like the others'.",
     "- **Flax NNX** uses `nnx.jit`, `nnx.value_and_grad`, `nnx.vmap` with "
     "`nnx.StateAxes`; **Equinox** uses `eqx.filter_jit`, `eqx.filter_value_and_grad`, "
     "`eqx.filter_vmap` (`filter_jit` waits for the result on every call; so does "
@@ -151,6 +168,13 @@ READING = [
     "measured anywhere from 0.6x to 1.35x of it in different runs; purestate stayed within "
     "about 5 % of JAX on State tree in every run. Read that row against the State-tree column.",
 ]
+
+
+def peer_jax() -> str:
+    """The jax version brainstate 0.6.0 ran on (its Python 3.12 environment)."""
+    from _peer_worker import environment
+
+    return f"jax {environment().get('jax', '?')}"
 
 
 def where_time_goes(rows: list[Row]) -> list[str]:
@@ -195,13 +219,13 @@ def section(all_rows: list[tuple[object, list[Row]]], elapsed: float, quick: boo
         "to raw JAX in the same process (below 1: faster). n/a says why an "
         "implementation could not run a case.",
         "",
-        *READING,
+        *(line.replace("{peer_jax}", peer_jax()) for line in READING),
         "",
     ]
     for module, rows in all_rows:
         if hasattr(module, "markdown"):
             # a case with its own columns (not one implementation per column)
-            parts += [f"### {module.TITLE}", "", module.markdown(rows)]
+            parts += [f"### {module.TITLE}", "", module.markdown(rows), ""]
             continue
         parts += [f"### {module.TITLE}", "", table(rows), ""]
         image = plot(module, rows)
@@ -227,11 +251,16 @@ def main() -> None:
     for module in CASES:
         print(f"== {module.TITLE}", flush=True)
         rows = module.run(quick=quick)
-        print_rows(rows)
+        if all(isinstance(r, Row) for r in rows):
+            print_rows(rows)  # (COBA prints its rows as they come)
         all_rows.append((module, rows))
     elapsed = time.perf_counter() - start
     if "--no-write" not in sys.argv:
-        flat = [dataclasses.asdict(r) for _, rows in all_rows for r in rows]
+        flat = [
+            {"benchmark": module.__name__, **(dataclasses.asdict(r) if isinstance(r, Row) else r)}
+            for module, rows in all_rows
+            for r in rows
+        ]
         (HERE / "results.json").write_text(json.dumps(flat, indent=1))
         write_page(section(all_rows, elapsed, quick))
         print(f"wrote {PAGE.relative_to(ROOT)}")
