@@ -29,7 +29,7 @@ demo: $(VENV)/.installed-demo
 docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
-# BENCH_ARGS=--quick for a short run; the default run takes about 5 min on 2 cores
+# BENCH_ARGS=--quick for a short run; the default run takes about 30 min on 2 cores (COBA with its peers, 4,000 and 40,000 neurons, is most of it) and builds the peers' Python 3.12 environments on first use
 bench: $(VENV)/.installed-bench,demo
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
