@@ -304,23 +304,16 @@ RANDOM = (
 
 
 def random_input_model() -> tuple[dict, Callable]:
-    """benchmarks/bench_lif.py's model: the current drawn per step and neuron
-    inside the loop; the step ``(states, _) -> (rate_t, states)``."""
-    lif = ps.nn.LIF(
-        N,
-        R=R * u.ohm,
-        tau=TAU_MS * u.ms,
-        V_th=V_TH * u.mV,
-        V_reset=V_RESET * u.mV,
-        V_rest=V_REST * u.mV,
-    )
-    states = {"lif": lif.init(), "rng": ps.RandomState(jax.random.key(0))}
+    """benchmarks/bench_lif.py's model (the current drawn per step and
+    neuron inside the loop), its step returning the fraction of neurons
+    that spiked, ``(states, _) -> (rate_t, states)``."""
+    import bench_lif
 
-    def step(states, _):
-        key, states = ps.random.split(states)
-        current = (I_MEAN + I_STD * jax.random.normal(key, (N,))) * u.mA
-        spk, lif_states = lif(states["lif"], current)
-        return spk.mean(), {**states, "lif": lif_states}
+    states, count_step = bench_lif.purestate_model()
+
+    def step(states, x):
+        count, states = count_step(states, x)
+        return count / bench_lif.N, states
 
     return states, step
 

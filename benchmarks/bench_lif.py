@@ -55,10 +55,10 @@ def raw_jax():
     return lambda: simulate(V0, key)
 
 
-def purestate():
-    why = purestate_missing("compile.jit", "compile.scan")
-    if why:
-        return why
+def purestate_model() -> tuple[dict, object]:
+    """The state tree and the step ``(states, _) -> (spike count, states)``
+    of the ``ps.nn.LIF`` network (also timed with progress bars by
+    bench_checkpoint.py)."""
     import purestate as ps
 
     lif = ps.nn.LIF(
@@ -76,6 +76,17 @@ def purestate():
         current = (I_MEAN + I_STD * jax.random.normal(key, (N,))) * u.mA
         spk, lif_states = lif(states["lif"], current)
         return spk.sum(), {**states, "lif": lif_states}
+
+    return states, step
+
+
+def purestate():
+    why = purestate_missing("compile.jit", "compile.scan")
+    if why:
+        return why
+    import purestate as ps
+
+    states, step = purestate_model()
 
     @ps.compile.jit
     def simulate(states):
