@@ -66,15 +66,18 @@ def worker_env() -> dict[str, str]:
 
 
 @contextmanager
-def launched(tmp_path: Path, args_per_process: Sequence[Sequence[str]]) -> Iterator[list]:
-    """Start one worker per argument list, each in its own process group, and
-    kill whatever is left of every group on the way out, whatever happened."""
+def launched(
+    tmp_path: Path, args_per_process: Sequence[Sequence[str]], worker: Path = WORKER
+) -> Iterator[list]:
+    """Start one `worker` per argument list, each in its own process group,
+    and kill whatever is left of every group on the way out, whatever
+    happened."""
     coordinator = f"127.0.0.1:{free_port()}"
     procs = []
     try:
         for pid, extra in enumerate(args_per_process):
             log = open(tmp_path / f"worker{pid}.log", "w")  # noqa: SIM115 closed below
-            cmd = [sys.executable, str(WORKER), "--coordinator", coordinator]
+            cmd = [sys.executable, str(worker), "--coordinator", coordinator]
             cmd += ["--num-processes", str(len(args_per_process)), "--process-id", str(pid)]
             proc = subprocess.Popen(
                 [*cmd, *extra],

@@ -13,18 +13,15 @@ of the data-parallel test, ``tests/test_distributed.py``.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from pathlib import Path
 
 import brainunit as u
 import numpy as np
 import pytest
-from test_distributed import PEER_LOST, describe, free_port, wait_all, worker_env
+from test_distributed import PEER_LOST, describe, wait_all
+from test_distributed import launched as launched_workers
 
 import purestate as ps
 
@@ -39,34 +36,9 @@ sys.path.insert(0, str(ROOT / "examples"))
 import sharded_population as sp  # noqa: E402
 
 
-@contextmanager
-def launched(tmp_path: Path, args_per_process: Sequence[Sequence[str]]) -> Iterator[list]:
-    """Start one sharded worker per argument list, each in its own process
-    group, and kill whatever is left of every group on the way out."""
-    coordinator = f"127.0.0.1:{free_port()}"
-    procs = []
-    try:
-        for pid, extra in enumerate(args_per_process):
-            log = open(tmp_path / f"worker{pid}.log", "w")  # noqa: SIM115 closed below
-            cmd = [sys.executable, str(WORKER), "--coordinator", coordinator]
-            cmd += ["--num-processes", str(len(args_per_process)), "--process-id", str(pid)]
-            proc = subprocess.Popen(
-                [*cmd, *extra],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=worker_env(),
-                start_new_session=True,
-            )
-            procs.append((proc, log))
-        yield [p for p, _ in procs]
-    finally:
-        for proc, log in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            log.close()
-            with suppress(ProcessLookupError):  # children of the worker, if any
-                os.killpg(proc.pid, signal.SIGKILL)
+def launched(tmp_path: Path, args_per_process: Sequence[Sequence[str]]):
+    """The sharded workers, started and cleaned up as the data-parallel test's."""
+    return launched_workers(tmp_path, args_per_process, WORKER)
 
 
 def one_process_run(problem: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
