@@ -18,8 +18,6 @@ would (``--die-by freeze``: SIGSTOP to itself).
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 import time
 from functools import partial
@@ -35,10 +33,10 @@ from jax.sharding import PartitionSpec as P
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import data_parallel as dp
+from _cluster import connect, die
 
 import purestate as ps
 
-DIED_EXIT_CODE = 17
 LEARNING_RATE = 0.1
 MOMENTUM = 0.9
 
@@ -105,13 +103,6 @@ def jax_steps(mesh: Any) -> tuple[Any, dict[str, Any]]:
     return lambda params: (params, tx.init(params)), steps
 
 
-def die(how: str, message: str) -> None:
-    print(message, flush=True)
-    if how == "freeze":
-        os.kill(os.getpid(), signal.SIGSTOP)
-    os._exit(DIED_EXIT_CODE)
-
-
 def final_params(impl: str, carry: Any) -> dict[str, np.ndarray]:
     if impl == "jax":
         return {k: np.asarray(v.addressable_data(0)) for k, v in carry[0].items()}
@@ -120,18 +111,7 @@ def final_params(impl: str, carry: Any) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    port = args.coordinator.rsplit(":", 1)[1]
-    jax.distributed.initialize(
-        args.coordinator,
-        num_processes=args.num_processes,
-        process_id=args.process_id,
-        initialization_timeout=60,
-        heartbeat_timeout_seconds=args.heartbeat_timeout,
-        shutdown_timeout_seconds=args.heartbeat_timeout,
-        coordinator_bind_address=f"127.0.0.1:{port}",
-    )
-    name = f"worker {jax.process_index()}/{jax.process_count()}"
-    print(f"{name}: local devices {jax.local_devices()}, global {jax.device_count()}", flush=True)
+    name = connect(args)
 
     problem = dict(np.load(args.problem))
     x, y = dp.process_rows(problem.pop("x")), dp.process_rows(problem.pop("y"))

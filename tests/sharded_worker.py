@@ -22,8 +22,6 @@ population activity per step (``{mode}/active``, replicated).
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -36,10 +34,9 @@ from jax.sharding import PartitionSpec as P
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import sharded_population as sp
+from _cluster import connect, die
 
 import purestate as ps
-
-DIED_EXIT_CODE = 17
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,13 +54,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def die(how: str, message: str) -> None:
-    print(message, flush=True)
-    if how == "freeze":
-        os.kill(os.getpid(), signal.SIGSTOP)
-    os._exit(DIED_EXIT_CODE)
-
-
 def blocks(array: jax.Array, axis: int) -> dict[int, np.ndarray]:
     """This process's blocks of `array` split along `axis`: {first index: block}."""
     return {
@@ -75,18 +65,7 @@ def blocks(array: jax.Array, axis: int) -> dict[int, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    port = args.coordinator.rsplit(":", 1)[1]
-    jax.distributed.initialize(
-        args.coordinator,
-        num_processes=args.num_processes,
-        process_id=args.process_id,
-        initialization_timeout=60,
-        heartbeat_timeout_seconds=args.heartbeat_timeout,
-        shutdown_timeout_seconds=args.heartbeat_timeout,
-        coordinator_bind_address=f"127.0.0.1:{port}",
-    )
-    name = f"worker {jax.process_index()}/{jax.process_count()}"
-    print(f"{name}: local devices {jax.local_devices()}, global {jax.device_count()}", flush=True)
+    name = connect(args)
 
     problem = dict(np.load(args.problem))
     neurons = problem["w_in"].shape[1]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cluster import DIED_EXIT_CODE
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 NUM_PROCESSES = 2
@@ -30,7 +31,6 @@ GLOBAL_BATCH = 16
 SIZES = (3, 5, 2)
 STEPS = 4
 LEARNING_RATE, MOMENTUM = 0.1, 0.9  # as in distributed_worker.py
-DIED_EXIT_CODE = 17  # as in distributed_worker.py
 
 # Messages by which JAX 0.10 reports a lost peer: the coordination service
 # noticing missing heartbeats or a closed connection, or a gloo collective

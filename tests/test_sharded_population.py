@@ -20,6 +20,7 @@ from pathlib import Path
 import brainunit as u
 import numpy as np
 import pytest
+from _cluster import DIED_EXIT_CODE
 from test_distributed import PEER_LOST, describe, wait_all
 from test_distributed import launched as launched_workers
 
@@ -29,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("sharded_worker.py")
 NUM_PROCESSES = 2  # of 2 devices each (worker_env)
 NEURONS, INPUTS, STEPS = 256, 32, 1_000
-DIED_EXIT_CODE = 17  # as in sharded_worker.py
 MODES = ("state_shardings", "shard_map")
 
 sys.path.insert(0, str(ROOT / "examples"))
