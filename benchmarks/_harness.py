@@ -17,6 +17,7 @@ nothing to set against raw JAX is not timed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import os
 import statistics
@@ -100,8 +101,18 @@ def compare(
     if check is not None:
         check(outputs)
     numbers = {name: _calibrate(fn, round_s) for name, fn in runnable.items()}
-    samples: dict[str, list[float]] = {name: [] for name in runnable}
-    names = list(runnable)
+    medians = interleaved(
+        {name: functools.partial(_time_calls, fn, numbers[name]) for name, fn in runnable.items()},
+        rounds,
+    )
+    return rows_from(case, impls, medians)
+
+
+def interleaved(timers: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """The median of each timer (a call returning seconds) over `rounds`
+    rounds, each timer once per round, with the garbage collector off."""
+    samples: dict[str, list[float]] = {name: [] for name in timers}
+    names = list(timers)
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -109,11 +120,11 @@ def compare(
         for r in range(rounds):
             # rotate the order so that no implementation always runs first
             for name in names[r % len(names) :] + names[: r % len(names)]:
-                samples[name].append(_time_calls(runnable[name], numbers[name]))
+                samples[name].append(timers[name]())
     finally:
         if gc_was_enabled:
             gc.enable()
-    return rows_from(case, impls, {n: statistics.median(s) for n, s in samples.items()})
+    return {name: statistics.median(s) for name, s in samples.items()}
 
 
 def compare_once(

@@ -43,14 +43,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
+import functools
 import io
 import math
-import statistics
 import sys
 import time
 from collections.abc import Callable
 
+import _harness as harness
 import brainunit as u
 import jax
 import jax.numpy as jnp
@@ -162,23 +162,17 @@ def raw_loss(W: jax.Array, xs: jax.Array, block: int | None) -> jax.Array:
 
 
 def interleaved(impls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median seconds per call, one call per implementation per round, the
-    order rotated each round (the calls take seconds: no calibration)."""
-    samples: dict[str, list[float]] = {name: [] for name in impls}
-    names = list(impls)
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for r in range(rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                start = time.perf_counter()
-                jax.block_until_ready(impls[name]())
-                samples[name].append(time.perf_counter() - start)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return {name: statistics.median(s) for name, s in samples.items()}
+    """Median seconds per call, one call per implementation per round (the
+    calls take seconds: no calibration)."""
+    return harness.interleaved(
+        {name: functools.partial(one_call, fn) for name, fn in impls.items()}, rounds
+    )
+
+
+def one_call(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
 
 
 # ---------------------------------------------------- 1: memory of the grad ---

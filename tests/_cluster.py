@@ -16,6 +16,15 @@ import jax
 DIED_EXIT_CODE = 17  # a worker that died on purpose; the tests check for it
 
 
+def add_cluster_args(parser: argparse.ArgumentParser) -> None:
+    """The options `connect` reads: where the coordinator listens, how many
+    processes, which one this is, and how long a silent peer is waited for."""
+    parser.add_argument("--coordinator", required=True)
+    parser.add_argument("--num-processes", type=int, required=True)
+    parser.add_argument("--process-id", type=int, required=True)
+    parser.add_argument("--heartbeat-timeout", type=int, default=30)
+
+
 def connect(args: argparse.Namespace) -> str:
     """Join the cluster described by `args` (coordinator, num_processes,
     process_id, and heartbeat_timeout when the worker has one); returns the

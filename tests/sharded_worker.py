@@ -34,23 +34,20 @@ from jax.sharding import PartitionSpec as P
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import sharded_population as sp
-from _cluster import connect, die
+from _cluster import add_cluster_args, connect, die
 
 import purestate as ps
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--coordinator", required=True)
-    parser.add_argument("--num-processes", type=int, required=True)
-    parser.add_argument("--process-id", type=int, required=True)
+    add_cluster_args(parser)
     parser.add_argument("--problem", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--modes", default="state_shardings,shard_map")
     parser.add_argument("--calls", type=int, default=1)
     parser.add_argument("--die-at-call", type=int, default=None)
     parser.add_argument("--die-by", choices=["exit", "freeze"], default="exit")
-    parser.add_argument("--heartbeat-timeout", type=int, default=30)
     return parser.parse_args(argv)
 
 
